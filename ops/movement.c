@@ -1,0 +1,6 @@
+/* ops/movement.c - placeholder table, replaced by the family's rules. */
+#include "ops/ops.h"
+
+const mpcc_op_rule mpcc_rules_movement[] = {
+	{.op = MPCC_OP_INVALID},
+};

@@ -1,0 +1,22 @@
+/*
+ * ops.h - the op families. Each family file exports one rule table,
+ * terminated by an entry whose op is MPCC_OP_INVALID; the registry
+ * (ir/registry.c) searches them in this order.
+ *
+ *   ops/elementwise.c  unary, binary, n-ary, activations, Cast, Where, Clip
+ *   ops/movement.c     shape and data movement: Reshape .. Resize
+ *   ops/reduce.c       reductions, ArgMax/Min, CumSum, Softmax family
+ *   ops/nn.c           MatMul, Gemm, Conv, pooling, normalisation, RNNs, losses
+ */
+#ifndef MPCC_OPS_H
+#define MPCC_OPS_H
+
+#include "codegen/lower.h"
+#include "ir/ir.h"
+
+extern const mpcc_op_rule mpcc_rules_elementwise[];
+extern const mpcc_op_rule mpcc_rules_movement[];
+extern const mpcc_op_rule mpcc_rules_reduce[];
+extern const mpcc_op_rule mpcc_rules_nn[];
+
+#endif

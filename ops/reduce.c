@@ -1,0 +1,6 @@
+/* ops/reduce.c - placeholder table, replaced by the family's rules. */
+#include "ops/ops.h"
+
+const mpcc_op_rule mpcc_rules_reduce[] = {
+	{.op = MPCC_OP_INVALID},
+};
