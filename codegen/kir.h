@@ -50,8 +50,9 @@ typedef enum kir_op {
 	KIR_VAR,       /* loop var a (dtype I64) */
 	KIR_LOAD,      /* buffer a at element index b (I64) */
 	KIR_ACC,       /* the stage's accumulator (reduction result); for ARG* the I64 index */
-	KIR_CAST,      /* a converted to dtype (float->int truncates toward zero, saturating
-	                  is not guaranteed; to BOOL is != 0) */
+	KIR_CAST,      /* a converted to dtype: float->int truncates toward zero and
+	                  saturates (NaN gives 0); int->int wraps to the target width;
+	                  to BOOL is a != 0; to F16/BF16 rounds to nearest even */
 	KIR_SELECT,    /* a (BOOL) ? b : c */
 	/* unary: a */
 	KIR_NEG,
@@ -125,6 +126,18 @@ typedef enum kir_red {
 	KIR_RED_ARGMAX_LAST, /* last index of the maximum */
 	KIR_RED_ARGMIN_LAST,
 } kir_red;
+/*
+ * Reduction semantics, identical in every emitter: the reduction points are
+ * visited in row-major order of the reduction dims and folded sequentially
+ * (no reassociation, so results are bit-identical across backends until a
+ * backend states otherwise). SUM starts at 0, PROD at 1, MAX at -inf (the
+ * type's minimum for integers), MIN at +inf (maximum). Float MAX/MIN return
+ * NaN once any value is NaN. ARG* keep the best value seen and its linear
+ * index over the reduction dims: ARGMAX replaces on value > best (first
+ * maximum), ARGMAX_LAST on value >= best (last maximum), ARGMIN/_LAST
+ * likewise with <; the first point always initialises best. With an empty
+ * reduction domain ARG* give 0.
+ */
 
 typedef struct kir_store {
 	int32_t buf;   /* buffer index */
@@ -191,6 +204,7 @@ int32_t kir_select(kir_kernel *k, int32_t cond, int32_t a, int32_t b);
 /* Integer index helpers (I64): a*s folded when s is 1, a+b when one is 0. */
 int32_t kir_imul(kir_kernel *k, int32_t a, int64_t s);
 int32_t kir_iadd(kir_kernel *k, int32_t a, int32_t b);
+int32_t kir_iconst(kir_kernel *k, int64_t v); /* I64 constant */
 mpcc_dtype kir_expr_dtype(const kir_kernel *k, int32_t e);
 
 /* Adds a stage; returns a pointer valid until the next kir_stage_add. */

@@ -5,8 +5,9 @@
  *
  *   ops/elementwise.c  unary, binary, n-ary, activations, Cast, Where, Clip
  *   ops/movement.c     shape and data movement: Reshape .. Resize
- *   ops/reduce.c       reductions, ArgMax/Min, CumSum, Softmax family
- *   ops/nn.c           MatMul, Gemm, Conv, pooling, normalisation, RNNs, losses
+ *   ops/reduce.c       reductions, ArgMax/Min, CumSum, Softmax family,
+ *                      normalisations and losses
+ *   ops/nn.c           MatMul, Gemm, Einsum, Conv, ConvTranspose, pooling, RNNs
  */
 #ifndef MPCC_OPS_H
 #define MPCC_OPS_H
