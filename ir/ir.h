@@ -180,6 +180,11 @@ struct mpcc_graph {
 	int opset;          /* ai.onnx opset import */
 	int opset_training; /* ai.onnx.preview.training opset, 0 if none */
 	mpcc_graph *parent; /* enclosing graph of a subgraph, else NULL */
+	/* name -> value index, open addressing, kept by mpcc_graph_add_value;
+	 * value names must not change once added (ir/graph.c) */
+	int32_t *vindex;    /* cap_vindex slots, MPCC_NONE when empty; malloc'd */
+	int cap_vindex;
+	int n_genname;      /* counter behind generated value names "_vN" */
 };
 
 mpcc_status mpcc_graph_create(mpcc_graph **out);
@@ -218,6 +223,11 @@ char *mpcc_graph_print(const mpcc_graph *g);
 /* Error about a node: "node 'NAME' (Op, opset N): <message>". */
 mpcc_status mpcc_node_error(mpcc_diag *d, const mpcc_node *n, mpcc_status st, const char *fmt,
                             ...) __attribute__((format(printf, 4, 5)));
+
+/* Appends v to the graph inputs (outputs) and sets its INPUT (OUTPUT) flag;
+ * the arrays live in the arena. MPCC_ERR_NOMEM when out of memory. */
+mpcc_status mpcc_graph_add_input(mpcc_graph *g, int32_t v);
+mpcc_status mpcc_graph_add_output(mpcc_graph *g, int32_t v);
 
 /* ---------------------------------------------------------------- op rules */
 

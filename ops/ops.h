@@ -20,4 +20,8 @@ extern const mpcc_op_rule mpcc_rules_movement[];
 extern const mpcc_op_rule mpcc_rules_reduce[];
 extern const mpcc_op_rule mpcc_rules_nn[];
 
+/* RNN, GRU and LSTM share one description (ops/rnn.c); nn.c lists them. */
+mpcc_status mpcc_infer_rnn(mpcc_graph *g, int32_t node, mpcc_diag *d);
+mpcc_status mpcc_lower_rnn(mpcc_lower *lx, int32_t node);
+
 #endif

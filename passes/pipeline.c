@@ -1,0 +1,24 @@
+/*
+ * pipeline.c - the passes, in order. Each stops at its first error, which
+ * is already in the diagnostics sink; the verifier runs before inference
+ * (the frontend's graph) and after the last pass.
+ */
+#include "passes/passes.h"
+
+mpcc_status
+mpcc_run_pipeline(mpcc_graph *g, mpcc_pass_ctx *cx)
+{
+	mpcc_status st;
+
+	if ((st = mpcc_bind_shapes(g, cx)))
+		return st;
+	if ((st = mpcc_check_ops(g, cx)))
+		return st;
+	if ((st = mpcc_graph_verify(g, cx->d)))
+		return st;
+	if ((st = mpcc_infer_and_fold(g, cx)))
+		return st;
+	if ((st = mpcc_eliminate_dead(g, cx)))
+		return st;
+	return mpcc_graph_verify(g, cx->d);
+}

@@ -1,0 +1,598 @@
+/*
+ * conformance.c - runs ONNX backend test cases through mpcc and reports
+ * passed, failed and unsupported per folder.
+ *
+ * Each case runs in a forked child under alarm(60), so a crash or a hang in
+ * one case is that case's FAIL and not the runner's end. The child compiles
+ * the model in memory, loads the plan, runs every test_data_set_* and writes
+ * one result line into a pipe: "P", "F reason" or "U reason". The parent keeps
+ * up to --jobs children running, then prints the cases that did not pass,
+ * per-folder counts and a last summary line that scripts parse.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "frontend/onnx.h"
+#include "runtime/api_internal.h"
+
+#define TIMEOUT_S 60
+#define REASON_MAX 400
+
+typedef struct tcase {
+	char *dir;   /* case folder */
+	char *id;    /* parent/case */
+	char *group; /* parent folder name */
+	char result; /* 'P', 'F', 'U'; 0 while pending */
+	char reason[REASON_MAX];
+	pid_t pid;
+	int fd;
+} tcase;
+
+typedef struct cfg {
+	const char *backend;
+	mpcc_precision precision;
+	bool verbose;
+} cfg;
+
+static tcase *cases;
+static int n_cases, cap_cases;
+
+static bool
+is_dir(const char *p)
+{
+	struct stat st;
+	return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static bool
+has_model(const char *dir)
+{
+	char p[4096];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/model.onnx", dir);
+	return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static char *
+xstrdup(const char *s)
+{
+	char *r = strdup(s);
+
+	if (!r) {
+		fprintf(stderr, "mpcc-conformance: out of memory\n");
+		exit(1);
+	}
+	return r;
+}
+
+static void
+add_case(const char *dir)
+{
+	char buf[4096], *slash, *parent;
+
+	if (n_cases == cap_cases) {
+		cap_cases = cap_cases ? cap_cases * 2 : 256;
+		cases = realloc(cases, sizeof(tcase) * (size_t)cap_cases);
+		if (!cases) {
+			fprintf(stderr, "mpcc-conformance: out of memory\n");
+			exit(1);
+		}
+	}
+	tcase *c = &cases[n_cases++];
+	memset(c, 0, sizeof(*c));
+	c->dir = xstrdup(dir);
+	snprintf(buf, sizeof(buf), "%s", dir);
+	while (strlen(buf) > 1 && buf[strlen(buf) - 1] == '/')
+		buf[strlen(buf) - 1] = 0;
+	slash = strrchr(buf, '/');
+	const char *name = slash ? slash + 1 : buf;
+	if (slash) {
+		*slash = 0;
+		parent = strrchr(buf, '/');
+		parent = parent ? parent + 1 : buf;
+	} else {
+		parent = ".";
+	}
+	c->group = xstrdup(parent);
+	char id[4096];
+	snprintf(id, sizeof(id), "%s/%s", parent, name);
+	c->id = xstrdup(id);
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* A case folder, or a folder of case folders (sorted by name). */
+static void
+collect(const char *dir)
+{
+	if (has_model(dir)) {
+		add_case(dir);
+		return;
+	}
+	DIR *dp = opendir(dir);
+	if (!dp) {
+		fprintf(stderr, "mpcc-conformance: cannot open '%s': %s\n", dir, strerror(errno));
+		exit(2);
+	}
+	char **names = NULL;
+	int n = 0, cap = 0;
+	struct dirent *e;
+	while ((e = readdir(dp))) {
+		if (e->d_name[0] == '.')
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			names = realloc(names, sizeof(char *) * (size_t)cap);
+			if (!names)
+				exit(1);
+		}
+		names[n++] = xstrdup(e->d_name);
+	}
+	closedir(dp);
+	qsort(names, (size_t)n, sizeof(char *), cmp_str);
+	for (int i = 0; i < n; i++) {
+		char p[4096];
+		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+		if (is_dir(p) && has_model(p))
+			add_case(p);
+		free(names[i]);
+	}
+	free(names);
+}
+
+/* ---------------------------------------------------------------- the child */
+
+static bool
+close_enough(double got, double exp)
+{
+	if (isnan(exp))
+		return isnan(got);
+	if (isinf(exp))
+		return got == exp;
+	return fabs(got - exp) <= 1e-7 + 1e-3 * fabs(exp);
+}
+
+static double
+elem_f(const mpcc_tensor *t, size_t i)
+{
+	const uint8_t *p = t->data;
+	switch (t->dtype) {
+	case MPCC_DTYPE_F32: return ((const float *)p)[i];
+	case MPCC_DTYPE_F64: return ((const double *)p)[i];
+	case MPCC_DTYPE_F16: return mpcc_f16_to_f32(((const uint16_t *)p)[i]);
+	case MPCC_DTYPE_BF16: return mpcc_bf16_to_f32(((const uint16_t *)p)[i]);
+	default: return 0;
+	}
+}
+
+static const char *
+shape_str(char *b, size_t n, const mpcc_tensor *t)
+{
+	size_t u = (size_t)snprintf(b, n, "[");
+	for (int i = 0; i < t->rank && u < n; i++)
+		u += (size_t)snprintf(b + u, n - u, "%s%lld", i ? "," : "", (long long)t->dims[i]);
+	if (u < n)
+		snprintf(b + u, n - u, "]");
+	return b;
+}
+
+/* Returns true when equal; else writes the reason. */
+static bool
+compare(const mpcc_tensor *got, const mpcc_tensor *exp, int k, char *why, size_t n)
+{
+	char a[128], b[128];
+
+	if (got->dtype != exp->dtype) {
+		snprintf(why, n, "output %d: dtype %s, expected %s", k, mpcc_dtype_name(got->dtype),
+		         mpcc_dtype_name(exp->dtype));
+		return false;
+	}
+	bool same = got->rank == exp->rank;
+	for (int i = 0; same && i < got->rank; i++)
+		same = got->dims[i] == exp->dims[i];
+	if (!same || got->nbytes != exp->nbytes) {
+		snprintf(why, n, "output %d: shape %s, expected %s", k, shape_str(a, sizeof(a), got),
+		         shape_str(b, sizeof(b), exp));
+		return false;
+	}
+	size_t esz = mpcc_dtype_size(exp->dtype);
+	size_t count = esz ? exp->nbytes / esz : 0;
+	if (mpcc_dtype_is_float(exp->dtype)) {
+		for (size_t i = 0; i < count; i++) {
+			double g = elem_f(got, i), e = elem_f(exp, i);
+			if (!close_enough(g, e)) {
+				snprintf(why, n, "output %d: element %zu is %.9g, expected %.9g", k, i, g, e);
+				return false;
+			}
+		}
+		return true;
+	}
+	for (size_t i = 0; i < count; i++) {
+		if (memcmp((const uint8_t *)got->data + i * esz, (const uint8_t *)exp->data + i * esz,
+		           esz) != 0) {
+			snprintf(why, n, "output %d: element %zu differs", k, i);
+			return false;
+		}
+	}
+	return true;
+}
+
+static int
+cmp_cstr(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Reads a .pb tensor; 'U' when it is not a plain tensor, 'F' otherwise. */
+static char
+read_pb(const char *path, mpcc_tensor *t, char *why, size_t n)
+{
+	void *buf;
+	size_t size;
+	mpcc_diag d;
+
+	mpcc_diag_init(&d);
+	if (mpcc_read_whole_file(path, &buf, &size, &d) != MPCC_OK) {
+		snprintf(why, n, "%s", d.msg);
+		return 'F';
+	}
+	mpcc_status st = mpcc_onnx_read_tensor(buf, size, t, &d);
+	free(buf);
+	if (st != MPCC_OK) {
+		snprintf(why, n, "%s: %s", strrchr(path, '/') + 1, d.msg);
+		return 'U';
+	}
+	free((void *)t->name);
+	t->name = NULL;
+	return 'P';
+}
+
+static char
+run_data_set(mpcc_context *cx, const mpcc_plan *plan, mpcc_session *s, const char *dir, char *why,
+             size_t n)
+{
+	char path[4096];
+	char r = 'P';
+
+	for (int k = 0; k < mpcc_plan_n_inputs(plan); k++) {
+		mpcc_tensor t;
+		const mpcc_tensor *want = mpcc_plan_input(plan, k);
+		snprintf(path, sizeof(path), "%s/input_%d.pb", dir, k);
+		if ((r = read_pb(path, &t, why, n)) != 'P')
+			return r;
+		mpcc_status st = mpcc_session_set_input(s, want->name, t.dtype, t.rank, t.dims, t.data,
+		                                        t.nbytes);
+		free(t.data);
+		if (st != MPCC_OK) {
+			snprintf(why, n, "%s", mpcc_context_last_error(cx));
+			return 'F';
+		}
+	}
+	if (mpcc_session_run(s) != MPCC_OK) {
+		snprintf(why, n, "run: %s", mpcc_context_last_error(cx));
+		return 'F';
+	}
+	for (int k = 0; k < mpcc_plan_n_outputs(plan); k++) {
+		mpcc_tensor got, exp;
+		snprintf(path, sizeof(path), "%s/output_%d.pb", dir, k);
+		if ((r = read_pb(path, &exp, why, n)) != 'P')
+			return r;
+		mpcc_session_output(s, k, &got);
+		bool ok = compare(&got, &exp, k, why, n);
+		free(exp.data);
+		if (!ok)
+			return 'F';
+	}
+	return 'P';
+}
+
+static char
+run_case(const tcase *c, const cfg *cf, char *why, size_t n)
+{
+	char path[4096];
+	void *model, *planbuf = NULL;
+	size_t model_size, plan_size;
+	mpcc_context *cx = NULL;
+	mpcc_plan *plan = NULL;
+	mpcc_session *s = NULL;
+	mpcc_compile_options opts;
+	mpcc_diag d;
+	char r = 'P';
+
+	mpcc_diag_init(&d);
+	snprintf(path, sizeof(path), "%s/model.onnx", c->dir);
+	if (mpcc_read_whole_file(path, &model, &model_size, &d) != MPCC_OK) {
+		snprintf(why, n, "%s", d.msg);
+		return 'F';
+	}
+	if (mpcc_context_create(&cx) != MPCC_OK) {
+		snprintf(why, n, "out of memory");
+		return 'F';
+	}
+	mpcc_compile_options_init(&opts);
+	opts.precision = cf->precision;
+	mpcc_status st = mpcc_compile_buffer(cx, model, model_size, c->dir, &opts, &planbuf,
+	                                     &plan_size);
+	free(model);
+	if (st != MPCC_OK) {
+		snprintf(why, n, "compile: %s", mpcc_context_last_error(cx));
+		r = st == MPCC_ERR_UNSUPPORTED ? 'U' : 'F';
+		goto done;
+	}
+	if (mpcc_plan_load_buffer(cx, planbuf, plan_size, &plan) != MPCC_OK ||
+	    mpcc_session_create(cx, plan, cf->backend, &s) != MPCC_OK) {
+		snprintf(why, n, "%s", mpcc_context_last_error(cx));
+		r = 'F';
+		goto done;
+	}
+
+	DIR *dp = opendir(c->dir);
+	char *sets[256];
+	int n_sets = 0;
+	struct dirent *e;
+	while (dp && (e = readdir(dp)) && n_sets < 256)
+		if (strncmp(e->d_name, "test_data_set_", 14) == 0)
+			sets[n_sets++] = xstrdup(e->d_name);
+	if (dp)
+		closedir(dp);
+	qsort(sets, (size_t)n_sets, sizeof(char *), cmp_cstr);
+	if (n_sets == 0) {
+		snprintf(why, n, "no test_data_set_* folder");
+		r = 'F';
+	}
+	for (int i = 0; i < n_sets; i++) {
+		if (r == 'P') {
+			snprintf(path, sizeof(path), "%s/%s", c->dir, sets[i]);
+			r = run_data_set(cx, plan, s, path, why, n);
+			if (r != 'P') {
+				char tmp[REASON_MAX];
+				snprintf(tmp, sizeof(tmp), "%s: %s", sets[i], why);
+				snprintf(why, n, "%s", tmp);
+			}
+		}
+		free(sets[i]);
+	}
+done:
+	mpcc_session_destroy(s);
+	mpcc_plan_destroy(plan);
+	free(planbuf);
+	mpcc_context_destroy(cx);
+	return r;
+}
+
+static void
+child(const tcase *c, const cfg *cf, int fd)
+{
+	char why[REASON_MAX] = "", line[REASON_MAX + 4];
+
+	alarm(TIMEOUT_S);
+	char r = run_case(c, cf, why, sizeof(why));
+	for (char *p = why; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+	int len = snprintf(line, sizeof(line), "%c %s", r, why);
+	if (write(fd, line, (size_t)len) < 0)
+		_exit(3);
+	_exit(0);
+}
+
+/* ---------------------------------------------------------------- the parent */
+
+static void
+finish(tcase *c, int status)
+{
+	char buf[REASON_MAX + 8];
+	ssize_t n = read(c->fd, buf, sizeof(buf) - 1);
+
+	close(c->fd);
+	if (WIFSIGNALED(status)) {
+		c->result = 'F';
+		if (WTERMSIG(status) == SIGALRM)
+			snprintf(c->reason, sizeof(c->reason), "timed out after %d s", TIMEOUT_S);
+		else
+			snprintf(c->reason, sizeof(c->reason), "crashed (signal %d)", WTERMSIG(status));
+		return;
+	}
+	if (n < 1 || (buf[0] != 'P' && buf[0] != 'F' && buf[0] != 'U')) {
+		c->result = 'F';
+		snprintf(c->reason, sizeof(c->reason), "child exited (status %d) without a result",
+		         WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		return;
+	}
+	buf[n] = 0;
+	c->result = buf[0];
+	snprintf(c->reason, sizeof(c->reason), "%s", n > 2 ? buf + 2 : "");
+}
+
+static void
+run_all(const cfg *cf, int jobs)
+{
+	int next = 0, running = 0;
+
+	while (next < n_cases || running > 0) {
+		while (running < jobs && next < n_cases) {
+			tcase *c = &cases[next++];
+			int fds[2];
+			if (pipe(fds) != 0) {
+				perror("mpcc-conformance: pipe");
+				exit(1);
+			}
+			fflush(stdout);
+			pid_t pid = fork();
+			if (pid < 0) {
+				perror("mpcc-conformance: fork");
+				exit(1);
+			}
+			if (pid == 0) {
+				close(fds[0]);
+				child(c, cf, fds[1]);
+			}
+			close(fds[1]);
+			c->pid = pid;
+			c->fd = fds[0];
+			running++;
+		}
+		int status;
+		pid_t pid = waitpid(-1, &status, 0);
+		if (pid < 0) {
+			if (errno == EINTR)
+				continue;
+			perror("mpcc-conformance: waitpid");
+			exit(1);
+		}
+		for (int i = 0; i < next; i++) {
+			if (cases[i].pid == pid && !cases[i].result) {
+				finish(&cases[i], status);
+				if (cf->verbose)
+					fprintf(stderr, "%s %s\n", cases[i].result == 'P' ? "pass" : "done",
+					        cases[i].id);
+				running--;
+				break;
+			}
+		}
+	}
+}
+
+static const tcase *
+find_case(const char *id)
+{
+	for (int i = 0; i < n_cases; i++)
+		if (strcmp(cases[i].id, id) == 0)
+			return &cases[i];
+	return NULL;
+}
+
+static int
+usage(void)
+{
+	fprintf(stderr,
+	        "usage: mpcc-conformance [--precision fp32|fp16|bf16|auto] [--backend cpu|interp]\n"
+	        "                        [--jobs N] [--list-passed FILE] [--expect FILE] [-v] DIR...\n"
+	        "Each DIR is an ONNX backend test case (holding model.onnx) or a folder of them.\n");
+	return 2;
+}
+
+int
+main(int argc, char **argv)
+{
+	cfg cf = {"cpu", MPCC_PRECISION_FP32, false};
+	const char *list_passed = NULL, *expect = NULL;
+	int jobs = 2, n_dirs = 0;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--precision") == 0 && i + 1 < argc) {
+			const char *p = argv[++i];
+			if (strcmp(p, "fp32") == 0)
+				cf.precision = MPCC_PRECISION_FP32;
+			else if (strcmp(p, "fp16") == 0)
+				cf.precision = MPCC_PRECISION_FP16;
+			else if (strcmp(p, "bf16") == 0)
+				cf.precision = MPCC_PRECISION_BF16;
+			else if (strcmp(p, "auto") == 0)
+				cf.precision = MPCC_PRECISION_AUTO;
+			else
+				return usage();
+		} else if (strcmp(a, "--backend") == 0 && i + 1 < argc) {
+			cf.backend = argv[++i];
+		} else if (strcmp(a, "--jobs") == 0 && i + 1 < argc) {
+			jobs = atoi(argv[++i]);
+			if (jobs < 1)
+				return usage();
+		} else if (strcmp(a, "--list-passed") == 0 && i + 1 < argc) {
+			list_passed = argv[++i];
+		} else if (strcmp(a, "--expect") == 0 && i + 1 < argc) {
+			expect = argv[++i];
+		} else if (strcmp(a, "-v") == 0) {
+			cf.verbose = true;
+		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			usage();
+			return 0;
+		} else if (a[0] == '-') {
+			return usage();
+		} else {
+			collect(a);
+			n_dirs++;
+		}
+	}
+	if (n_dirs == 0)
+		return usage();
+
+	run_all(&cf, jobs);
+
+	int np = 0, nf = 0, nu = 0;
+	for (int i = 0; i < n_cases; i++) {
+		tcase *c = &cases[i];
+		np += c->result == 'P';
+		nf += c->result == 'F';
+		nu += c->result == 'U';
+		if (c->result == 'F')
+			printf("FAIL %s: %s\n", c->id, c->reason);
+		else if (c->result == 'U')
+			printf("UNSUPPORTED %s: %s\n", c->id, c->reason);
+	}
+	/* Per-folder counts, folders in order of first appearance. */
+	for (int i = 0; i < n_cases; i++) {
+		bool seen = false;
+		for (int j = 0; j < i && !seen; j++)
+			seen = strcmp(cases[j].group, cases[i].group) == 0;
+		if (seen)
+			continue;
+		int p = 0, f = 0, u = 0;
+		for (int j = i; j < n_cases; j++) {
+			if (strcmp(cases[j].group, cases[i].group) != 0)
+				continue;
+			p += cases[j].result == 'P';
+			f += cases[j].result == 'F';
+			u += cases[j].result == 'U';
+		}
+		printf("%s: %d passed, %d failed, %d unsupported\n", cases[i].group, p, f, u);
+	}
+
+	int rc = 0;
+	if (list_passed) {
+		FILE *f = fopen(list_passed, "w");
+		if (!f) {
+			fprintf(stderr, "mpcc-conformance: cannot write '%s'\n", list_passed);
+			return 1;
+		}
+		for (int i = 0; i < n_cases; i++)
+			if (cases[i].result == 'P')
+				fprintf(f, "%s\n", cases[i].id);
+		fclose(f);
+	}
+	if (expect) {
+		FILE *f = fopen(expect, "r");
+		char line[1024];
+		if (!f) {
+			fprintf(stderr, "mpcc-conformance: cannot read '%s'\n", expect);
+			return 1;
+		}
+		while (fgets(line, sizeof(line), f)) {
+			line[strcspn(line, "\r\n")] = 0;
+			if (!line[0] || line[0] == '#')
+				continue;
+			const tcase *c = find_case(line);
+			if (!c || c->result != 'P') {
+				printf("REGRESSION %s: %s\n", line, c ? c->reason : "case not run");
+				rc = 1;
+			}
+		}
+		fclose(f);
+	}
+	printf("conformance: %d passed, %d failed, %d unsupported\n", np, nf, nu);
+	return rc;
+}

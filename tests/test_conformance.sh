@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the ONNX backend test suite through build/mpcc-conformance and fails
+# when a case listed in tests/conformance_expected.txt no longer passes.
+# usage: bash tests/test_conformance.sh BUILD_DIR   (from the source root)
+set -euo pipefail
+build=${1:-build}
+data=/usr/share/libonnx-testdata/data
+if [ ! -d "$data" ]; then
+  echo "test_conformance: $data missing (install libonnx-testdata); skipping"
+  exit 0
+fi
+exec "$build/mpcc-conformance" --jobs "${JOBS:-2}" --expect tests/conformance_expected.txt \
+  "$data/node" "$data/pytorch-converted" "$data/pytorch-operator" "$data/simple"

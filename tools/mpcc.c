@@ -1,0 +1,463 @@
+/*
+ * mpcc.c - the command-line tool: compile an ONNX model to a plan, run a
+ * plan on .npy inputs, inspect a plan.
+ *
+ * Each verb parses its own flags and calls the library; the library never
+ * prints, so every message a user sees is written here: one line
+ * "mpcc: <message>" on stderr and exit status 1 for failures, 2 for usage
+ * errors. --dump-ir reaches into the compiler's internal headers, which is
+ * fine because the tool links mpcc_core statically.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "codegen/kir.h"
+#include "frontend/onnx.h"
+#include "ir/ir.h"
+#include "passes/passes.h"
+#include "runtime/npy.h"
+#include "runtime/plan.h"
+
+#define MAX_ARGS 64
+
+static const char usage_compile[] =
+	"usage: mpcc MODEL.onnx -o PLAN [options]\n"
+	"Compiles an ONNX model into an mpcc plan.\n"
+	"  -o PLAN                 where to write the plan (required)\n"
+	"  --precision P           fp32 (default), fp16, bf16 or auto\n"
+	"  --shape NAME=DIMS       bind input NAME's shape, e.g. x=1x3x224x224 (repeatable)\n"
+	"  --no-fold               skip constant folding\n"
+	"  --dump-ir               print the graph after the passes to stdout\n"
+	"  -h, --help              this text\n";
+
+static const char usage_run[] =
+	"usage: mpcc run PLAN --input NAME=FILE.npy ... --output-dir DIR [options]\n"
+	"Runs a plan and writes each output to DIR/NAME.npy (characters of NAME\n"
+	"outside [A-Za-z0-9._-] become '_'). DIR is created if missing.\n"
+	"  --input NAME=FILE.npy   value of input NAME (one per plan input)\n"
+	"  --output-dir DIR        where outputs go (required)\n"
+	"  --backend B             cpu (LLVM JIT, default) or interp (reference)\n"
+	"  --bench N               3 warm-up runs, then N timed runs; prints\n"
+	"                          median_ms=X min_ms=Y max_ms=Z last\n"
+	"  -h, --help              this text\n";
+
+static const char usage_inspect[] =
+	"usage: mpcc inspect PLAN [--kernels]\n"
+	"Prints a plan's inputs, outputs, tensor count, weight bytes and kernels.\n"
+	"  --kernels               also print every kernel in kernel IR\n"
+	"  -h, --help              this text\n";
+
+static const char usage_top[] =
+	"usage: mpcc MODEL.onnx -o PLAN [options]     compile a model\n"
+	"       mpcc run PLAN --input NAME=FILE.npy ... --output-dir DIR [options]\n"
+	"       mpcc inspect PLAN [--kernels]\n"
+	"       mpcc --help | mpcc VERB --help\n"
+	"\n";
+
+static int
+fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int
+fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("mpcc: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+static int
+usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int
+usage_error(const char *usage, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("mpcc: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see mpcc %s--help)\n", usage == usage_run ? "run " :
+	        usage == usage_inspect ? "inspect " : "");
+	return 2;
+}
+
+static bool
+is_help(const char *a)
+{
+	return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0;
+}
+
+/* "1x3x224x224" into dims; false if malformed. */
+static bool
+parse_dims(const char *s, int *rank, int64_t *dims)
+{
+	*rank = 0;
+	if (*s == 0)
+		return true; /* scalar */
+	for (;;) {
+		char *end;
+		errno = 0;
+		long long v = strtoll(s, &end, 10);
+		if (end == s || errno || v < 0 || *rank >= MPCC_MAX_RANK)
+			return false;
+		dims[(*rank)++] = v;
+		if (*end == 0)
+			return true;
+		if (*end != 'x')
+			return false;
+		s = end + 1;
+	}
+}
+
+static int
+cmd_compile(int argc, char **argv)
+{
+	const char *model = NULL, *plan_path = NULL;
+	mpcc_compile_options opts;
+	mpcc_shape_binding shapes[MAX_ARGS];
+	char *shape_names[MAX_ARGS];
+	bool dump_ir = false;
+	int rc = 0;
+
+	mpcc_compile_options_init(&opts);
+	opts.shapes = shapes;
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (is_help(a)) {
+			fputs(usage_compile, stdout);
+			return 0;
+		} else if (strcmp(a, "-o") == 0 && i + 1 < argc) {
+			plan_path = argv[++i];
+		} else if (strcmp(a, "--precision") == 0 && i + 1 < argc) {
+			const char *p = argv[++i];
+			if (strcmp(p, "fp32") == 0)
+				opts.precision = MPCC_PRECISION_FP32;
+			else if (strcmp(p, "fp16") == 0)
+				opts.precision = MPCC_PRECISION_FP16;
+			else if (strcmp(p, "bf16") == 0)
+				opts.precision = MPCC_PRECISION_BF16;
+			else if (strcmp(p, "auto") == 0)
+				opts.precision = MPCC_PRECISION_AUTO;
+			else
+				return usage_error(usage_compile, "unknown precision '%s' "
+				                   "(choices: fp32, fp16, bf16, auto)", p);
+		} else if (strcmp(a, "--shape") == 0 && i + 1 < argc) {
+			char *arg = argv[++i], *eq = strchr(arg, '=');
+			mpcc_shape_binding *b = &shapes[opts.n_shapes];
+			if (!eq || eq == arg || opts.n_shapes >= MAX_ARGS)
+				return usage_error(usage_compile, "--shape wants NAME=DIMS, got '%s'", arg);
+			*eq = 0;
+			if (!parse_dims(eq + 1, &b->rank, b->dims))
+				return usage_error(usage_compile, "--shape %s: bad dims '%s' (e.g. 1x3x224x224)",
+				                   arg, eq + 1);
+			shape_names[opts.n_shapes] = arg;
+			b->input = shape_names[opts.n_shapes];
+			opts.n_shapes++;
+		} else if (strcmp(a, "--no-fold") == 0) {
+			opts.no_fold = true;
+		} else if (strcmp(a, "--dump-ir") == 0) {
+			dump_ir = true;
+		} else if (a[0] == '-') {
+			return usage_error(usage_compile, "unknown or incomplete option '%s'", a);
+		} else if (!model) {
+			model = a;
+		} else {
+			return usage_error(usage_compile, "more than one model given ('%s')", a);
+		}
+	}
+	if (!model || !plan_path)
+		return usage_error(usage_compile, "%s", !model ? "no model given" : "-o PLAN is required");
+
+	if (dump_ir) {
+		mpcc_graph *g = NULL;
+		mpcc_diag d;
+		mpcc_diag_init(&d);
+		mpcc_pass_ctx pcx = {&d, &opts};
+		mpcc_status st = mpcc_onnx_read_file(model, &g, &d);
+		if (st == MPCC_OK)
+			st = mpcc_run_pipeline(g, &pcx);
+		if (st == MPCC_OK) {
+			char *text = mpcc_graph_print(g);
+			if (text)
+				fputs(text, stdout);
+			free(text);
+		}
+		mpcc_graph_destroy(g);
+		if (st != MPCC_OK)
+			return fail("%s", d.msg);
+	}
+
+	mpcc_context *cx;
+	if (mpcc_context_create(&cx) != MPCC_OK)
+		return fail("out of memory");
+	if (mpcc_compile_file(cx, model, &opts, plan_path) != MPCC_OK)
+		rc = fail("%s", mpcc_context_last_error(cx));
+	mpcc_context_destroy(cx);
+	return rc;
+}
+
+/* NAME with every char outside [A-Za-z0-9._-] replaced by '_'. */
+static void
+safe_name(char *out, size_t n, const char *name)
+{
+	size_t i;
+
+	for (i = 0; name[i] && i + 1 < n; i++) {
+		char c = name[i];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		          c == '.' || c == '_' || c == '-';
+		out[i] = ok ? c : '_';
+	}
+	out[i] = 0;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int
+bench(mpcc_session *s, mpcc_context *cx, long n)
+{
+	double *t = malloc(sizeof(double) * (size_t)n);
+
+	if (!t)
+		return fail("out of memory");
+	for (int i = 0; i < 3; i++)
+		if (mpcc_session_run(s) != MPCC_OK) {
+			free(t);
+			return fail("%s", mpcc_context_last_error(cx));
+		}
+	for (long i = 0; i < n; i++) {
+		double t0 = now_ms();
+		if (mpcc_session_run(s) != MPCC_OK) {
+			free(t);
+			return fail("%s", mpcc_context_last_error(cx));
+		}
+		t[i] = now_ms() - t0;
+	}
+	qsort(t, (size_t)n, sizeof(double), cmp_double);
+	double median = n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
+	printf("median_ms=%.4f min_ms=%.4f max_ms=%.4f\n", median, t[0], t[n - 1]);
+	free(t);
+	return 0;
+}
+
+/*
+ * Why inputs are read before the session is created: a typo in a file name
+ * should fail at once, before the JIT spends seconds compiling. Outputs are
+ * written only after every run (and the bench) succeeded.
+ */
+static int
+cmd_run(int argc, char **argv)
+{
+	const char *plan_path = NULL, *out_dir = NULL, *backend = NULL;
+	char *in_names[MAX_ARGS];
+	const char *in_files[MAX_ARGS];
+	mpcc_tensor in_t[MAX_ARGS];
+	int n_in = 0, rc = 0;
+	long n_bench = 0;
+
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (is_help(a)) {
+			fputs(usage_run, stdout);
+			return 0;
+		} else if (strcmp(a, "--input") == 0 && i + 1 < argc) {
+			char *arg = argv[++i], *eq = strchr(arg, '=');
+			if (!eq || eq == arg || n_in >= MAX_ARGS)
+				return usage_error(usage_run, "--input wants NAME=FILE.npy, got '%s'", arg);
+			*eq = 0;
+			in_names[n_in] = arg;
+			in_files[n_in++] = eq + 1;
+		} else if (strcmp(a, "--output-dir") == 0 && i + 1 < argc) {
+			out_dir = argv[++i];
+		} else if (strcmp(a, "--backend") == 0 && i + 1 < argc) {
+			backend = argv[++i];
+			if (strcmp(backend, "cpu") != 0 && strcmp(backend, "interp") != 0)
+				return usage_error(usage_run, "unknown backend '%s' (choices: cpu, interp)",
+				                   backend);
+		} else if (strcmp(a, "--bench") == 0 && i + 1 < argc) {
+			char *end;
+			n_bench = strtol(argv[++i], &end, 10);
+			if (*end || n_bench < 1 || n_bench > 1000000)
+				return usage_error(usage_run, "--bench wants a count >= 1, got '%s'", argv[i]);
+		} else if (a[0] == '-') {
+			return usage_error(usage_run, "unknown or incomplete option '%s'", a);
+		} else if (!plan_path) {
+			plan_path = a;
+		} else {
+			return usage_error(usage_run, "more than one plan given ('%s')", a);
+		}
+	}
+	if (!plan_path || !out_dir)
+		return usage_error(usage_run, "%s", !plan_path ? "no plan given" :
+		                   "--output-dir DIR is required");
+
+	mpcc_context *cx = NULL;
+	mpcc_plan *plan = NULL;
+	mpcc_session *s = NULL;
+	int n_read = 0;
+	if (mpcc_context_create(&cx) != MPCC_OK)
+		return fail("out of memory");
+	if (mpcc_plan_load(cx, plan_path, &plan) != MPCC_OK) {
+		rc = fail("%s", mpcc_context_last_error(cx));
+		goto done;
+	}
+	for (; n_read < n_in; n_read++) {
+		mpcc_diag d;
+		mpcc_diag_init(&d);
+		if (mpcc_npy_read_file(in_files[n_read], &in_t[n_read], &d) != MPCC_OK) {
+			rc = fail("input '%s': %s", in_names[n_read], d.msg);
+			goto done;
+		}
+	}
+	if (mpcc_session_create(cx, plan, backend, &s) != MPCC_OK) {
+		rc = fail("%s", mpcc_context_last_error(cx));
+		goto done;
+	}
+	for (int i = 0; i < n_in; i++) {
+		if (mpcc_session_set_input(s, in_names[i], in_t[i].dtype, in_t[i].rank, in_t[i].dims,
+		                           in_t[i].data, in_t[i].nbytes) != MPCC_OK) {
+			rc = fail("%s", mpcc_context_last_error(cx));
+			goto done;
+		}
+	}
+	if (mpcc_session_run(s) != MPCC_OK) {
+		rc = fail("%s", mpcc_context_last_error(cx));
+		goto done;
+	}
+	if (mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
+		rc = fail("cannot create '%s': %s", out_dir, strerror(errno));
+		goto done;
+	}
+	for (int i = 0; i < mpcc_plan_n_outputs(plan); i++) {
+		mpcc_tensor t;
+		mpcc_diag d;
+		char name[256], path[4096];
+		mpcc_diag_init(&d);
+		if (mpcc_session_output(s, i, &t) != MPCC_OK) {
+			rc = fail("%s", mpcc_context_last_error(cx));
+			goto done;
+		}
+		safe_name(name, sizeof(name), t.name);
+		snprintf(path, sizeof(path), "%s/%s.npy", out_dir, name);
+		if (mpcc_npy_write_file(path, &t, &d) != MPCC_OK) {
+			rc = fail("output '%s': %s", t.name, d.msg);
+			goto done;
+		}
+	}
+	if (n_bench > 0)
+		rc = bench(s, cx, n_bench);
+done:
+	for (int i = 0; i < n_read; i++)
+		free(in_t[i].data);
+	mpcc_session_destroy(s);
+	mpcc_plan_destroy(plan);
+	mpcc_context_destroy(cx);
+	return rc;
+}
+
+static void
+print_tensor(const char *what, const mpcc_tensor *t)
+{
+	printf("%s %s: %s [", what, t->name, mpcc_dtype_name(t->dtype));
+	for (int k = 0; k < t->rank; k++)
+		printf("%s%lld", k ? "," : "", (long long)t->dims[k]);
+	printf("]\n");
+}
+
+static int
+cmd_inspect(int argc, char **argv)
+{
+	const char *plan_path = NULL;
+	bool kernels = false;
+
+	for (int i = 0; i < argc; i++) {
+		if (is_help(argv[i])) {
+			fputs(usage_inspect, stdout);
+			return 0;
+		} else if (strcmp(argv[i], "--kernels") == 0) {
+			kernels = true;
+		} else if (argv[i][0] == '-') {
+			return usage_error(usage_inspect, "unknown option '%s'", argv[i]);
+		} else if (!plan_path) {
+			plan_path = argv[i];
+		} else {
+			return usage_error(usage_inspect, "more than one plan given ('%s')", argv[i]);
+		}
+	}
+	if (!plan_path)
+		return usage_error(usage_inspect, "no plan given");
+
+	mpcc_context *cx;
+	mpcc_plan *p;
+	if (mpcc_context_create(&cx) != MPCC_OK)
+		return fail("out of memory");
+	if (mpcc_plan_load(cx, plan_path, &p) != MPCC_OK) {
+		int rc = fail("%s", mpcc_context_last_error(cx));
+		mpcc_context_destroy(cx);
+		return rc;
+	}
+	for (int i = 0; i < p->n_inputs; i++)
+		print_tensor("input", &p->input_desc[i]);
+	for (int i = 0; i < p->n_outputs; i++)
+		print_tensor("output", &p->output_desc[i]);
+	printf("tensors: %d\nweight bytes: %zu\nkernels: %d\n", p->n_tensors, p->weights_size,
+	       p->n_kernels);
+	for (int k = 0; k < p->n_kernels; k++) {
+		printf("kernel %s: %d stage%s\n", p->kernels[k]->name, p->kernels[k]->n_stages,
+		       p->kernels[k]->n_stages == 1 ? "" : "s");
+		if (kernels) {
+			char *text = kir_print(p->kernels[k]);
+			if (text)
+				fputs(text, stdout);
+			free(text);
+		}
+	}
+	mpcc_plan_destroy(p);
+	mpcc_context_destroy(cx);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc < 2)
+		return usage_error(usage_top, "no model or verb given");
+	if (is_help(argv[1])) {
+		fputs(usage_top, stdout);
+		fputs(usage_compile, stdout);
+		fputc('\n', stdout);
+		fputs(usage_run, stdout);
+		fputc('\n', stdout);
+		fputs(usage_inspect, stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "run") == 0)
+		return cmd_run(argc - 2, argv + 2);
+	if (strcmp(argv[1], "inspect") == 0)
+		return cmd_inspect(argc - 2, argv + 2);
+	return cmd_compile(argc - 1, argv + 1);
+}
