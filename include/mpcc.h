@@ -96,6 +96,12 @@ typedef struct mpcc_compile_options {
 	const mpcc_shape_binding *shapes; /* n_shapes bindings, may be NULL */
 	int n_shapes;
 	bool no_fold; /* skip constant folding (for testing) */
+	/* Inputs frozen to a value at compile time, matched by name: the plan is
+	 * specialised to that value and the input disappears from it. For inputs
+	 * that decide shapes (Reshape's shape, Resize's sizes, TopK's k) and
+	 * that ONNX lets a model take at run time. Data is copied. */
+	const mpcc_tensor *frozen;
+	int n_frozen;
 } mpcc_compile_options;
 
 /* Contexts carry the last error message. Never fails except for memory. */

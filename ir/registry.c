@@ -70,6 +70,9 @@ mpcc_op_rule_get(mpcc_op op)
 		mpcc_rules_movement,
 		mpcc_rules_reduce,
 		mpcc_rules_nn,
+		mpcc_rules_quant,
+		mpcc_rules_signal,
+		mpcc_rules_misc,
 	};
 
 	if (op <= MPCC_OP_INVALID || op >= MPCC_OP_COUNT)

@@ -481,6 +481,16 @@ infer_binary(mpcc_graph *g, int32_t n, mpcc_diag *d)
 	return MPCC_OK;
 }
 
+bool
+mpcc_elem_prelu_is_legacy(const mpcc_graph *g, const mpcc_node *node)
+{
+	if (node->opset >= 7 || node->n_in < 2 || node->in[1] == MPCC_NONE)
+		return false;
+	const mpcc_value *x = &g->values[node->in[0]], *s = &g->values[node->in[1]];
+	return x->rank > 2 && s->rank == 1 && s->dims[0] == x->dims[1] && s->dims[0] != 1 &&
+	       s->dims[0] != x->dims[x->rank - 1];
+}
+
 /* PRelu: slope broadcasts to X (one direction only); the output is X's. */
 static mpcc_status
 infer_prelu(mpcc_graph *g, int32_t n, mpcc_diag *d)
@@ -497,6 +507,10 @@ infer_prelu(mpcc_graph *g, int32_t n, mpcc_diag *d)
 	if (v[1]->dtype != v[0]->dtype)
 		return mpcc_node_error(d, node, MPCC_ERR_INVALID, "slope has dtype %s, X has %s",
 		                       mpcc_dtype_name(v[1]->dtype), mpcc_dtype_name(v[0]->dtype));
+	if (mpcc_elem_prelu_is_legacy(g, node)) {
+		set_output(g, node->out[0], v[0]->dtype, v[0]);
+		return MPCC_OK;
+	}
 	mpcc_value shape;
 	if ((st = broadcast(node, v, 2, &shape, d)) != MPCC_OK)
 		return st;

@@ -12,6 +12,9 @@
 /* Every op whose output is one expression over its broadcast inputs:
  * unary math, activations, Cast, Identity, binary, variadic, Where. */
 mpcc_status mpcc_elem_lower(mpcc_lower *lx, int32_t n);
+/* PRelu of opset < 7 whose slope is one value per channel of X (dim 1),
+ * the legacy broadcast that numpy rules would refuse. */
+bool mpcc_elem_prelu_is_legacy(const mpcc_graph *g, const mpcc_node *node);
 /* Clip: optional min/max inputs (opset >= 11) loaded as scalars, or the
  * min/max attributes of older opsets. */
 mpcc_status mpcc_elem_lower_clip(mpcc_lower *lx, int32_t n);

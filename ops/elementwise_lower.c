@@ -382,17 +382,21 @@ build(kir_kernel *k, const int32_t *in, int n_in, const mpcc_node *node, void *c
 	return build_activation(k, node, in[0], cx->out);
 }
 
+static mpcc_status lower_prelu_channel(mpcc_lower *lx, int32_t n, const elem_ctx *cx);
+
 mpcc_status
 mpcc_elem_lower(mpcc_lower *lx, int32_t n)
 {
 	const mpcc_node *node = &lx->g->nodes[n];
 	elem_ctx cx = {.out = value_dtype(&lx->g->values[node->out[0]]), .opset = node->opset};
+	if (node->op == MPCC_OP_PRELU && mpcc_elem_prelu_is_legacy(lx->g, node))
+		return lower_prelu_channel(lx, n, &cx);
 	return mpcc_lower_elementwise(lx, n, build, &cx);
 }
 
 /* ------------------------------------------------------------- own kernels */
 
-enum { LOAD_SKIP, LOAD_BCAST, LOAD_SCALAR };
+enum { LOAD_SKIP, LOAD_BCAST, LOAD_SCALAR, LOAD_CHANNEL };
 
 typedef void (*map_fn)(kir_kernel *k, const int32_t *in, const mpcc_node *node, const elem_ctx *cx,
                        int32_t *out);
@@ -419,8 +423,9 @@ lower_map(mpcc_lower *lx, int32_t n, const uint8_t *how, map_fn fn, const elem_c
 			continue;
 		const mpcc_value *v = &g->values[node->in[i]];
 		int buf = mpcc_lower_param(k, g, node->in[i]);
-		int32_t at =
-		    how[i] == LOAD_SCALAR ? kir_iconst(k, 0) : mpcc_lower_bcast(k, v, y->rank, idx);
+		int32_t at = how[i] == LOAD_SCALAR    ? kir_iconst(k, 0)
+		             : how[i] == LOAD_CHANNEL ? idx[1]
+		                                      : mpcc_lower_bcast(k, v, y->rank, idx);
 		in[i] = kir_load(k, buf, at);
 	}
 	fn(k, in, node, cx, vals);
@@ -503,4 +508,20 @@ mpcc_elem_lower_castlike(mpcc_lower *lx, int32_t n)
 	elem_ctx cx = {.out = value_dtype(&lx->g->values[node->out[0]]), .opset = node->opset};
 	static const uint8_t how[3] = {LOAD_BCAST, LOAD_SKIP, LOAD_SKIP};
 	return lower_map(lx, n, how, map_cast, &cx);
+}
+
+static void
+prelu_map(kir_kernel *k, const int32_t *in, const mpcc_node *node, const elem_ctx *cx,
+          int32_t *out)
+{
+	int32_t v[2] = {in[0], in[1]};
+	out[0] = build(k, v, 2, node, (void *)cx);
+}
+
+/* PRelu before opset 7 with a slope of one value per channel (dim 1). */
+static mpcc_status
+lower_prelu_channel(mpcc_lower *lx, int32_t n, const elem_ctx *cx)
+{
+	static const uint8_t how[2] = {LOAD_BCAST, LOAD_CHANNEL};
+	return lower_map(lx, n, how, prelu_map, cx);
 }

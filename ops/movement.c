@@ -1,9 +1,9 @@
 /*
  * ops/movement.c - shape and data movement ops: Constant, Shape, Reshape and
- * friends, Transpose, Concat, Split, Slice, Expand, Tile, Pad, Range, Trilu,
- * EyeLike, OneHot, DepthToSpace, SpaceToDepth, ReverseSequence, and the
- * family's rule table (the gathers and scatters live in movement_gather.c,
- * Resize and Upsample in movement_resize.c).
+ * friends, Transpose, Concat, Split, Slice, Expand, Tile, and the family's
+ * rule table (Pad, Range, Trilu, EyeLike, OneHot, DepthToSpace, SpaceToDepth
+ * and ReverseSequence live in movement_layout.c, the gathers and scatters in
+ * movement_gather.c, Resize and Upsample in movement_resize.c).
  *
  * Shape inputs are read in infer from constant data; an input that is not
  * constant by then is unsupported. Ops whose outputs infer can compute
@@ -54,7 +54,9 @@ mpcc_move_need_const(mpcc_graph *g, int32_t ni, int i, const char *what, mpcc_di
 		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "input %d (%s) is missing", i, what);
 	if (!(v->flags & MPCC_VALUE_CONST) || mpcc_value_numel(v) < 0)
 		return mpcc_node_error(d, n, MPCC_ERR_UNSUPPORTED,
-		                       "input '%s' (%s) must be known at compile time", v->name, what);
+		                       "input '%s' (%s) must be known at compile time (a graph "
+		                       "input can be frozen: --freeze %s=FILE.npy)",
+		                       v->name, what, v->name);
 	return MPCC_OK;
 }
 
@@ -71,12 +73,14 @@ mpcc_move_const_ints(mpcc_graph *g, int32_t ni, int i, const char *what, int64_t
 	if (st)
 		return st;
 	if (!mpcc_dtype_is_int(v->dtype))
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "input '%s' (%s) must be integer, not %s",
-		                       v->name, what, mpcc_dtype_name(v->dtype));
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+		                       "input '%s' (%s) must be integer, not %s", v->name, what,
+		                       mpcc_dtype_name(v->dtype));
 	int64_t numel = mpcc_value_numel(v);
 	if (numel > max)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "input '%s' (%s) has %lld elements, at most %d",
-		                       v->name, what, (long long)numel, max);
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+		                       "input '%s' (%s) has %lld elements, at most %d", v->name,
+		                       what, (long long)numel, max);
 	for (int64_t j = 0; j < numel; j++)
 		out[j] = mpcc_value_get_int(v, j);
 	*count = (int)numel;
@@ -137,7 +141,8 @@ mpcc_move_lower_map(mpcc_lower *lx, int32_t ni, int oi, const char *suffix, mpcc
 	mpcc_lower_vars(k, 0, y->rank, vars);
 	int32_t value = fn(k, g, n, vars, ctx);
 	value = kir_cast(k, (mpcc_dtype)k->bufs[by].dtype, value);
-	kir_stage *st = kir_stage_add(k, y->rank, y->dims, 0, NULL, KIR_RED_NONE, MPCC_DTYPE_UNDEF, -1);
+	kir_stage *st =
+	    kir_stage_add(k, y->rank, y->dims, 0, NULL, KIR_RED_NONE, MPCC_DTYPE_UNDEF, -1);
 	if (st)
 		kir_stage_store(k, st, by, mpcc_lower_linear(k, y->rank, y->dims, vars), value);
 	return mpcc_move_check(lx, ni, k);
@@ -216,14 +221,15 @@ infer_constant(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 	mpcc_node *n = &g->nodes[ni];
 	mpcc_value *y = mpcc_move_out(g, n, 0);
 	if (n->n_attr != 1)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "needs exactly one value attribute, has %d",
-		                       n->n_attr);
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+		                       "needs exactly one value attribute, has %d", n->n_attr);
 	const mpcc_attr *a = &n->attr[0];
 	int64_t dims[1];
 	if (!strcmp(a->name, "value") && a->kind == MPCC_ATTR_TENSOR && a->t) {
 		const mpcc_const_tensor *t = a->t;
 		if (t->dtype == MPCC_DTYPE_UNDEF)
-			return mpcc_node_error(d, n, MPCC_ERR_UNSUPPORTED, "tensor dtype is not supported");
+			return mpcc_node_error(d, n, MPCC_ERR_UNSUPPORTED,
+			                       "tensor dtype is not supported");
 		return set_const(g, n, y, t->dtype, t->rank, t->dims, t->data, t->nbytes, d);
 	}
 	if (!strcmp(a->name, "value_float") && a->kind == MPCC_ATTR_FLOAT)
@@ -232,13 +238,16 @@ infer_constant(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 		return set_const(g, n, y, MPCC_DTYPE_I64, 0, dims, &a->i, sizeof(int64_t), d);
 	if (!strcmp(a->name, "value_floats") && a->kind == MPCC_ATTR_FLOATS) {
 		dims[0] = a->n;
-		return set_const(g, n, y, MPCC_DTYPE_F32, 1, dims, a->floats, a->n * sizeof(float), d);
+		return set_const(g, n, y, MPCC_DTYPE_F32, 1, dims, a->floats, a->n * sizeof(float),
+		                 d);
 	}
 	if (!strcmp(a->name, "value_ints") && a->kind == MPCC_ATTR_INTS) {
 		dims[0] = a->n;
-		return set_const(g, n, y, MPCC_DTYPE_I64, 1, dims, a->ints, a->n * sizeof(int64_t), d);
+		return set_const(g, n, y, MPCC_DTYPE_I64, 1, dims, a->ints, a->n * sizeof(int64_t),
+		                 d);
 	}
-	return mpcc_node_error(d, n, MPCC_ERR_UNSUPPORTED, "attribute '%s' is not supported", a->name);
+	return mpcc_node_error(d, n, MPCC_ERR_UNSUPPORTED, "attribute '%s' is not supported",
+	                       a->name);
 }
 
 /*
@@ -324,7 +333,8 @@ infer_size(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 	for (int i = 0; i < x->rank; i++)
 		if (x->sym[i] || x->dims[i] < 0)
 			return mpcc_node_error(d, n, MPCC_ERR_UNSUPPORTED,
-			                       "dim %d of '%s' is symbolic; bind it with --shape", i, x->name);
+			                       "dim %d of '%s' is symbolic; bind it with --shape",
+			                       i, x->name);
 	int64_t count = numel_of(x->rank, x->dims);
 	return set_const(g, n, mpcc_move_out(g, n, 0), MPCC_DTYPE_I64, 0, NULL, &count,
 	                 sizeof(int64_t), d);
@@ -351,11 +361,13 @@ infer_reshape(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 		rank = sa->n;
 		memcpy(dims, sa->ints, rank * sizeof(int64_t));
 	} else {
-		mpcc_status st = mpcc_move_const_ints(g, ni, 1, "shape", dims, MPCC_MAX_RANK, &rank, d);
+		mpcc_status st =
+		    mpcc_move_const_ints(g, ni, 1, "shape", dims, MPCC_MAX_RANK, &rank, d);
 		if (st)
 			return st;
 		if (rank < 0)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "input 1 (shape) is missing");
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+			                       "input 1 (shape) is missing");
 	}
 	bool allowzero = mpcc_node_attr_int(n, "allowzero", 0) != 0;
 	int infer_at = -1;
@@ -364,12 +376,14 @@ infer_reshape(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 		if (dims[i] == 0 && !allowzero) {
 			if (i >= x->rank)
 				return mpcc_node_error(d, n, MPCC_ERR_INVALID,
-				                       "shape[%d] = 0 copies a dim the input lacks", i);
+				                       "shape[%d] = 0 copies a dim the input lacks",
+				                       i);
 			dims[i] = x->dims[i];
 		}
 		if (dims[i] == -1) {
 			if (infer_at >= 0)
-				return mpcc_node_error(d, n, MPCC_ERR_INVALID, "shape has more than one -1");
+				return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+				                       "shape has more than one -1");
 			infer_at = i;
 		} else if (dims[i] < 0) {
 			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "shape[%d] = %lld", i,
@@ -389,8 +403,8 @@ infer_reshape(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 	}
 	if (known != total)
 		return mpcc_node_error(d, n, MPCC_ERR_INVALID,
-		                       "shape holds %lld elements, the input %lld", (long long)known,
-		                       (long long)total);
+		                       "shape holds %lld elements, the input %lld",
+		                       (long long)known, (long long)total);
 	mpcc_move_set(mpcc_move_out(g, n, 0), x->dtype, rank, dims);
 	return MPCC_OK;
 }
@@ -402,7 +416,8 @@ infer_flatten(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 	mpcc_value *x = mpcc_move_in(g, n, 0);
 	int axis = axis_incl(mpcc_node_attr_int(n, "axis", 1), x->rank);
 	if (axis < 0)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "axis out of range for rank %d", x->rank);
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "axis out of range for rank %d",
+		                       x->rank);
 	int64_t dims[2] = {numel_of(axis, x->dims), numel_of(x->rank - axis, x->dims + axis)};
 	mpcc_move_set(mpcc_move_out(g, n, 0), x->dtype, 2, dims);
 	return MPCC_OK;
@@ -495,8 +510,8 @@ read_perm(const mpcc_node *n, const mpcc_value *x, int *perm, mpcc_diag *d)
 	const mpcc_attr *a = mpcc_node_attr(n, "perm");
 	bool seen[MPCC_MAX_RANK] = {false};
 	if (a && a->n != x->rank)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "perm has %d entries for rank %d", a->n,
-		                       x->rank);
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "perm has %d entries for rank %d",
+		                       a->n, x->rank);
 	for (int i = 0; i < x->rank; i++) {
 		int p = a ? mpcc_axis(a->ints[i], x->rank) : x->rank - 1 - i;
 		if (p < 0 || seen[p])
@@ -553,17 +568,20 @@ infer_concat(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 	mpcc_value *x0 = mpcc_move_in(g, n, 0);
 	int axis = mpcc_axis(mpcc_node_attr_int(n, "axis", 0), x0->rank);
 	if (axis < 0)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "axis out of range for rank %d", x0->rank);
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "axis out of range for rank %d",
+		                       x0->rank);
 	int64_t dims[MPCC_MAX_RANK];
 	memcpy(dims, x0->dims, sizeof dims);
 	dims[axis] = 0;
 	for (int i = 0; i < n->n_in; i++) {
 		mpcc_value *x = mpcc_move_in(g, n, i);
 		if (!x || x->rank != x0->rank || x->dtype != x0->dtype)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "input %d differs in rank or dtype", i);
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+			                       "input %d differs in rank or dtype", i);
 		for (int j = 0; j < x->rank; j++)
 			if (j != axis && x->dims[j] != x0->dims[j])
-				return mpcc_node_error(d, n, MPCC_ERR_INVALID, "input %d differs in dim %d", i, j);
+				return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+				                       "input %d differs in dim %d", i, j);
 		dims[axis] += x->dims[axis];
 	}
 	mpcc_move_set(mpcc_move_out(g, n, 0), x0->dtype, x0->rank, dims);
@@ -592,9 +610,10 @@ lower_concat(mpcc_lower *lx, int32_t ni)
 		mpcc_lower_vars(k, 0, x->rank, vars);
 		memcpy(oidx, vars, sizeof oidx);
 		oidx[axis] = kir_iadd(k, vars[axis], kir_iconst(k, off));
-		int32_t v = kir_cast(k, (mpcc_dtype)k->bufs[by].dtype, mpcc_move_load(k, g, n->in[i], vars));
+		int32_t v = kir_cast(k, (mpcc_dtype)k->bufs[by].dtype,
+		                     mpcc_move_load(k, g, n->in[i], vars));
 		kir_stage *st =
-			kir_stage_add(k, x->rank, x->dims, 0, NULL, KIR_RED_NONE, MPCC_DTYPE_UNDEF, -1);
+		    kir_stage_add(k, x->rank, x->dims, 0, NULL, KIR_RED_NONE, MPCC_DTYPE_UNDEF, -1);
 		if (st)
 			kir_stage_store(k, st, by, mpcc_lower_linear(k, y->rank, y->dims, oidx), v);
 		off += x->dims[axis];
@@ -616,14 +635,16 @@ split_sizes(mpcc_graph *g, int32_t ni, int *axis, int64_t *sizes, mpcc_diag *d)
 	mpcc_value *x = mpcc_move_in(g, n, 0);
 	*axis = mpcc_axis(mpcc_node_attr_int(n, "axis", 0), x->rank);
 	if (*axis < 0)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "axis out of range for rank %d", x->rank);
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "axis out of range for rank %d",
+		                       x->rank);
 	int64_t dim = x->dims[*axis];
 	int cnt = -1;
 	const mpcc_attr *a = mpcc_node_attr(n, "split");
 	if (a) {
 		if (a->n != n->n_out)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "split has %d entries for %d outputs",
-			                       a->n, n->n_out);
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+			                       "split has %d entries for %d outputs", a->n,
+			                       n->n_out);
 		memcpy(sizes, a->ints, a->n * sizeof(int64_t));
 		cnt = a->n;
 	} else if (n->opset >= 13) {
@@ -631,13 +652,15 @@ split_sizes(mpcc_graph *g, int32_t ni, int *axis, int64_t *sizes, mpcc_diag *d)
 		if (st)
 			return st;
 		if (cnt >= 0 && cnt != n->n_out)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "split has %d entries for %d outputs",
-			                       cnt, n->n_out);
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+			                       "split has %d entries for %d outputs", cnt,
+			                       n->n_out);
 	}
 	if (cnt < 0) {
 		int64_t part = (dim + n->n_out - 1) / n->n_out;
 		if (n->opset < 18 && dim % n->n_out)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "dim %lld does not split into %d parts",
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+			                       "dim %lld does not split into %d parts",
 			                       (long long)dim, n->n_out);
 		for (int i = 0; i < n->n_out; i++) {
 			int64_t left = dim - part * i;
@@ -652,8 +675,9 @@ split_sizes(mpcc_graph *g, int32_t ni, int *axis, int64_t *sizes, mpcc_diag *d)
 		sum += sizes[i];
 	}
 	if (sum != dim)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "split sizes sum to %lld, the dim is %lld",
-		                       (long long)sum, (long long)dim);
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+		                       "split sizes sum to %lld, the dim is %lld", (long long)sum,
+		                       (long long)dim);
 	return MPCC_OK;
 }
 
@@ -737,14 +761,16 @@ slice_params_get(mpcc_graph *g, int32_t ni, slice_params *p, mpcc_diag *d)
 {
 	mpcc_node *n = &g->nodes[ni];
 	mpcc_value *x = mpcc_move_in(g, n, 0);
-	int64_t starts[MPCC_MAX_RANK], ends[MPCC_MAX_RANK], axes[MPCC_MAX_RANK], steps[MPCC_MAX_RANK];
+	int64_t starts[MPCC_MAX_RANK], ends[MPCC_MAX_RANK], axes[MPCC_MAX_RANK],
+	    steps[MPCC_MAX_RANK];
 	int ns = 0, ne = 0, na = -1, nst = -1;
 	if (n->opset < 10) {
 		const mpcc_attr *a = mpcc_node_attr(n, "starts"), *b = mpcc_node_attr(n, "ends"),
 		                *c = mpcc_node_attr(n, "axes");
 		if (!a || !b || a->n > MPCC_MAX_RANK || b->n > MPCC_MAX_RANK ||
 		    (c && c->n > MPCC_MAX_RANK))
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "bad starts/ends/axes attributes");
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+			                       "bad starts/ends/axes attributes");
 		ns = a->n;
 		ne = b->n;
 		memcpy(starts, a->ints, ns * sizeof(int64_t));
@@ -755,14 +781,16 @@ slice_params_get(mpcc_graph *g, int32_t ni, slice_params *p, mpcc_diag *d)
 		}
 	} else {
 		mpcc_status st;
-		if ((st = mpcc_move_const_ints(g, ni, 1, "starts", starts, MPCC_MAX_RANK, &ns, d)) ||
+		if ((st =
+		         mpcc_move_const_ints(g, ni, 1, "starts", starts, MPCC_MAX_RANK, &ns, d)) ||
 		    (st = mpcc_move_const_ints(g, ni, 2, "ends", ends, MPCC_MAX_RANK, &ne, d)) ||
 		    (st = mpcc_move_const_ints(g, ni, 3, "axes", axes, MPCC_MAX_RANK, &na, d)) ||
 		    (st = mpcc_move_const_ints(g, ni, 4, "steps", steps, MPCC_MAX_RANK, &nst, d)))
 			return st;
 	}
 	if (ns != ne || (na >= 0 && na != ns) || (nst >= 0 && nst != ns))
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "starts, ends, axes, steps differ in length");
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+		                       "starts, ends, axes, steps differ in length");
 	for (int i = 0; i < x->rank; i++) {
 		p->start[i] = 0;
 		p->step[i] = 1;
@@ -851,8 +879,9 @@ infer_expand(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 		int ia = i - (r - x->rank), ib = i - (r - ns);
 		int64_t a = ia >= 0 ? x->dims[ia] : 1, b = ib >= 0 ? shape[ib] : 1;
 		if (a != b && a != 1 && b != 1)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "dim %lld does not broadcast to %lld",
-			                       (long long)a, (long long)b);
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+			                       "dim %lld does not broadcast to %lld", (long long)a,
+			                       (long long)b);
 		dims[i] = a == 1 ? b : a;
 	}
 	mpcc_move_set(mpcc_move_out(g, n, 0), x->dtype, r, dims);
@@ -884,8 +913,8 @@ infer_tile(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 	if (st)
 		return st;
 	if (nr != x->rank)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "repeats has %d entries for rank %d", nr,
-		                       x->rank);
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "repeats has %d entries for rank %d",
+		                       nr, x->rank);
 	for (int i = 0; i < x->rank; i++) {
 		if (rep[i] < 0)
 			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "negative repeat");
@@ -901,8 +930,9 @@ map_tile(kir_kernel *k, mpcc_graph *g, const mpcc_node *n, const int32_t *vars, 
 	const mpcc_value *x = &g->values[n->in[0]];
 	int32_t idx[MPCC_MAX_RANK];
 	for (int i = 0; i < x->rank; i++)
-		idx[i] = x->dims[i] == 1 ? kir_iconst(k, 0)
-		                         : kir_binary(k, KIR_REM, vars[i], kir_iconst(k, x->dims[i]));
+		idx[i] = x->dims[i] == 1
+		             ? kir_iconst(k, 0)
+		             : kir_binary(k, KIR_REM, vars[i], kir_iconst(k, x->dims[i]));
 	return mpcc_move_load(k, g, n->in[0], idx);
 }
 
@@ -912,494 +942,12 @@ lower_tile(mpcc_lower *lx, int32_t ni)
 	return mpcc_move_lower_map(lx, ni, 0, "", map_tile, NULL);
 }
 
-/* ---------------------------------------------------------------- Pad */
-
-typedef enum pad_mode { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE, PAD_WRAP } pad_mode;
-
-typedef struct pad_params {
-	pad_mode mode;
-	int64_t before[MPCC_MAX_RANK];
-	int64_t dims[MPCC_MAX_RANK];
-	double value; /* opset < 11 constant */
-} pad_params;
-
-/*
- * Pad's per-axis leading pad and output dims. Before opset 11 pads and value
- * are attributes; from 11 pads is a constant input, constant_value a data
- * input (read by the kernel), and from 18 `axes` selects the padded axes.
- * Negative pads crop.
- */
-static mpcc_status
-pad_params_get(mpcc_graph *g, int32_t ni, pad_params *p, mpcc_diag *d)
-{
-	mpcc_node *n = &g->nodes[ni];
-	mpcc_value *x = mpcc_move_in(g, n, 0);
-	const char *mode = mpcc_node_attr_string(n, "mode", "constant");
-	if (!strcmp(mode, "constant"))
-		p->mode = PAD_CONSTANT;
-	else if (!strcmp(mode, "reflect"))
-		p->mode = PAD_REFLECT;
-	else if (!strcmp(mode, "edge"))
-		p->mode = PAD_EDGE;
-	else if (!strcmp(mode, "wrap"))
-		p->mode = PAD_WRAP;
-	else
-		return mpcc_node_error(d, n, MPCC_ERR_UNSUPPORTED, "mode '%s'", mode);
-	int64_t pads[2 * MPCC_MAX_RANK], axes[MPCC_MAX_RANK];
-	int np, na = -1;
-	p->value = 0;
-	if (n->opset < 11) {
-		const mpcc_attr *a = mpcc_node_attr(n, "pads");
-		if (!a || a->n > 2 * MPCC_MAX_RANK)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "attribute 'pads' is missing or too long");
-		np = a->n;
-		memcpy(pads, a->ints, np * sizeof(int64_t));
-		p->value = mpcc_node_attr_float(n, "value", 0);
-	} else {
-		mpcc_status st;
-		if ((st = mpcc_move_const_ints(g, ni, 1, "pads", pads, 2 * MPCC_MAX_RANK, &np, d)) ||
-		    (st = mpcc_move_const_ints(g, ni, 3, "axes", axes, MPCC_MAX_RANK, &na, d)))
-			return st;
-	}
-	int nax = na >= 0 ? na : x->rank;
-	if (np != 2 * nax)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "pads has %d entries for %d axes", np, nax);
-	for (int i = 0; i < x->rank; i++) {
-		p->before[i] = 0;
-		p->dims[i] = x->dims[i];
-	}
-	for (int i = 0; i < nax; i++) {
-		int a = mpcc_axis(na >= 0 ? axes[i] : i, x->rank);
-		if (a < 0)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "bad axis");
-		p->before[a] = pads[i];
-		p->dims[a] = x->dims[a] + pads[i] + pads[i + nax];
-		if (p->dims[a] < 0)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "pads crop axis %d below zero", a);
-		if (p->mode != PAD_CONSTANT && x->dims[a] == 0 && p->dims[a] > 0)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "cannot %s-pad an empty axis", mode);
-	}
-	return MPCC_OK;
-}
-
-static mpcc_status
-infer_pad(mpcc_graph *g, int32_t ni, mpcc_diag *d)
-{
-	pad_params p;
-	mpcc_status st = pad_params_get(g, ni, &p, d);
-	if (st)
-		return st;
-	mpcc_node *n = &g->nodes[ni];
-	mpcc_value *x = mpcc_move_in(g, n, 0);
-	mpcc_move_set(mpcc_move_out(g, n, 0), x->dtype, x->rank, p.dims);
-	return MPCC_OK;
-}
-
-/*
- * Source index along one axis for out position v: constant and edge clamp
- * (constant also yields the in-range predicate), reflect folds with period
- * 2(dim-1) so pads wider than the axis keep reflecting as numpy does, wrap
- * takes the index modulo dim.
- */
-static int32_t
-pad_src(kir_kernel *k, pad_mode mode, int32_t v, int64_t before, int64_t dim, int32_t *inside)
-{
-	int32_t s = kir_iadd(k, v, kir_iconst(k, -before));
-	if (mode == PAD_CONSTANT) {
-		int32_t ge = kir_binary(k, KIR_GE, s, kir_iconst(k, 0));
-		int32_t lt = kir_binary(k, KIR_LT, s, kir_iconst(k, dim));
-		int32_t ok = kir_binary(k, KIR_AND, ge, lt);
-		*inside = *inside >= 0 ? kir_binary(k, KIR_AND, *inside, ok) : ok;
-		return mpcc_move_clamp(k, s, 0, dim - 1);
-	}
-	if (mode == PAD_EDGE || dim == 1)
-		return mpcc_move_clamp(k, s, 0, dim - 1);
-	if (mode == PAD_WRAP)
-		return kir_binary(k, KIR_FLOORMOD, s, kir_iconst(k, dim));
-	int64_t period = 2 * (dim - 1);
-	int32_t m = kir_binary(k, KIR_FLOORMOD, s, kir_iconst(k, period));
-	int32_t back = kir_binary(k, KIR_SUB, kir_iconst(k, period), m);
-	return kir_select(k, kir_binary(k, KIR_LT, m, kir_iconst(k, dim)), m, back);
-}
-
-static int32_t
-map_pad(kir_kernel *k, mpcc_graph *g, const mpcc_node *n, const int32_t *vars, void *ctx)
-{
-	const pad_params *p = ctx;
-	const mpcc_value *x = &g->values[n->in[0]];
-	mpcc_dtype t = x->dtype;
-	int32_t fill;
-	if (p->mode != PAD_CONSTANT)
-		fill = 0;
-	else if (n->opset >= 11 && mpcc_move_in((mpcc_graph *)g, n, 2) &&
-	         mpcc_value_numel(&g->values[n->in[2]]) > 0)
-		fill = kir_cast(k, t, mpcc_move_load0(k, g, n->in[2]));
-	else if (mpcc_dtype_is_float(t))
-		fill = kir_cast(k, t, kir_const_f(k, MPCC_DTYPE_F64, p->value));
-	else
-		fill = kir_const_i(k, t, (int64_t)p->value);
-	if (mpcc_value_numel(x) == 0)
-		return fill;
-	int32_t idx[MPCC_MAX_RANK], inside = -1;
-	for (int i = 0; i < x->rank; i++)
-		idx[i] = pad_src(k, p->mode, vars[i], p->before[i], x->dims[i], &inside);
-	int32_t v = mpcc_move_load(k, g, n->in[0], idx);
-	return inside >= 0 ? kir_select(k, inside, v, fill) : v;
-}
-
-static mpcc_status
-lower_pad(mpcc_lower *lx, int32_t ni)
-{
-	pad_params p;
-	mpcc_status st = pad_params_get(lx->g, ni, &p, lx->d);
-	if (st)
-		return st;
-	return mpcc_move_lower_map(lx, ni, 0, "", map_pad, &p);
-}
-
-/* ---------------------------------------------------------------- Range */
-
-static mpcc_status
-range_params(mpcc_graph *g, int32_t ni, double *start, double *delta, int64_t *count, mpcc_diag *d)
-{
-	mpcc_node *n = &g->nodes[ni];
-	static const char *const what[3] = {"start", "limit", "delta"};
-	double v[3];
-	mpcc_value *x0 = mpcc_move_in(g, n, 0);
-	for (int i = 0; i < 3; i++) {
-		mpcc_status st = mpcc_move_need_const(g, ni, i, what[i], d);
-		if (st)
-			return st;
-		mpcc_value *x = mpcc_move_in(g, n, i);
-		if (mpcc_value_numel(x) != 1 || x->dtype != x0->dtype)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "input %d (%s) must be a scalar of %s",
-			                       i, what[i], mpcc_dtype_name(x0->dtype));
-		v[i] = mpcc_value_get_double(x, 0);
-	}
-	if (v[2] == 0)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "delta is zero");
-	double c = ceil((v[1] - v[0]) / v[2]);
-	*start = v[0];
-	*delta = v[2];
-	*count = c > 0 ? (int64_t)c : 0;
-	return MPCC_OK;
-}
-
-static mpcc_status
-infer_range(mpcc_graph *g, int32_t ni, mpcc_diag *d)
-{
-	double start, delta;
-	int64_t count;
-	mpcc_status st = range_params(g, ni, &start, &delta, &count, d);
-	if (st)
-		return st;
-	mpcc_node *n = &g->nodes[ni];
-	mpcc_move_set(mpcc_move_out(g, n, 0), mpcc_move_in(g, n, 0)->dtype, 1, &count);
-	return MPCC_OK;
-}
-
-/* start + i * delta, in f64 for floats and i64 for integers (exact there). */
-static int32_t
-map_range(kir_kernel *k, mpcc_graph *g, const mpcc_node *n, const int32_t *vars, void *ctx)
-{
-	const double *p = ctx;
-	mpcc_dtype t = g->values[n->out[0]].dtype;
-	if (mpcc_dtype_is_float(t)) {
-		int32_t i = kir_cast(k, MPCC_DTYPE_F64, vars[0]);
-		int32_t step = kir_binary(k, KIR_MUL, i, kir_const_f(k, MPCC_DTYPE_F64, p[1]));
-		return kir_cast(k, t, kir_binary(k, KIR_ADD, kir_const_f(k, MPCC_DTYPE_F64, p[0]), step));
-	}
-	int32_t v = kir_iadd(k, kir_iconst(k, (int64_t)p[0]), kir_imul(k, vars[0], (int64_t)p[1]));
-	return kir_cast(k, t, v);
-}
-
-static mpcc_status
-lower_range(mpcc_lower *lx, int32_t ni)
-{
-	double p[2];
-	int64_t count;
-	mpcc_status st = range_params(lx->g, ni, &p[0], &p[1], &count, lx->d);
-	if (st)
-		return st;
-	return mpcc_move_lower_map(lx, ni, 0, "", map_range, p);
-}
-
-/* ---------------------------------------------------------------- Trilu, EyeLike */
-
-static mpcc_status
-infer_same(mpcc_graph *g, int32_t ni, mpcc_diag *d)
-{
-	mpcc_node *n = &g->nodes[ni];
-	mpcc_value *x = mpcc_move_in(g, n, 0);
-	mpcc_move_set(mpcc_move_out(g, n, 0), x->dtype, x->rank, x->dims);
-	return MPCC_OK;
-}
-
-static mpcc_status
-infer_trilu(mpcc_graph *g, int32_t ni, mpcc_diag *d)
-{
-	mpcc_node *n = &g->nodes[ni];
-	mpcc_value *x = mpcc_move_in(g, n, 0), *kv = mpcc_move_in(g, n, 1);
-	if (x->rank < 2)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "input rank %d < 2", x->rank);
-	if (kv && (mpcc_value_numel(kv) != 1 || !mpcc_dtype_is_int(kv->dtype)))
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "k must be an integer scalar");
-	return infer_same(g, ni, d);
-}
-
-/* Keeps x where col - row >= k (upper) or <= k (lower), else zero; k is read
- * by the kernel, so it need not be constant. */
-static int32_t
-map_trilu(kir_kernel *k, mpcc_graph *g, const mpcc_node *n, const int32_t *vars, void *ctx)
-{
-	const mpcc_value *x = &g->values[n->in[0]];
-	int r = x->rank;
-	int32_t kk = mpcc_move_in(g, n, 1) ? kir_cast(k, MPCC_DTYPE_I64, mpcc_move_load0(k, g, n->in[1]))
-	                                   : kir_iconst(k, 0);
-	int32_t diff = kir_binary(k, KIR_SUB, vars[r - 1], vars[r - 2]);
-	bool upper = mpcc_node_attr_int(n, "upper", 1) != 0;
-	int32_t keep = kir_binary(k, upper ? KIR_GE : KIR_LE, diff, kk);
-	int32_t v = mpcc_move_load(k, g, n->in[0], vars);
-	return kir_select(k, keep, v, kir_const_i(k, x->dtype, 0));
-}
-
-static mpcc_status
-lower_trilu(mpcc_lower *lx, int32_t ni)
-{
-	return mpcc_move_lower_map(lx, ni, 0, "", map_trilu, NULL);
-}
-
-static mpcc_status
-infer_eyelike(mpcc_graph *g, int32_t ni, mpcc_diag *d)
-{
-	mpcc_node *n = &g->nodes[ni];
-	mpcc_value *x = mpcc_move_in(g, n, 0);
-	if (x->rank != 2)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "input rank %d, must be 2", x->rank);
-	mpcc_dtype t = x->dtype;
-	const mpcc_attr *a = mpcc_node_attr(n, "dtype");
-	if (a) {
-		t = mpcc_dtype_from_onnx((int)a->i);
-		if (t == MPCC_DTYPE_UNDEF)
-			return mpcc_node_error(d, n, MPCC_ERR_UNSUPPORTED, "dtype %lld", (long long)a->i);
-	}
-	mpcc_move_set(mpcc_move_out(g, n, 0), t, 2, x->dims);
-	return MPCC_OK;
-}
-
-static int32_t
-map_eyelike(kir_kernel *k, mpcc_graph *g, const mpcc_node *n, const int32_t *vars, void *ctx)
-{
-	mpcc_dtype t = g->values[n->out[0]].dtype;
-	int32_t diff = kir_binary(k, KIR_SUB, vars[1], vars[0]);
-	int32_t on = kir_binary(k, KIR_EQ, diff, kir_iconst(k, mpcc_node_attr_int(n, "k", 0)));
-	return kir_cast(k, t, on);
-}
-
-static mpcc_status
-lower_eyelike(mpcc_lower *lx, int32_t ni)
-{
-	return mpcc_move_lower_map(lx, ni, 0, "", map_eyelike, NULL);
-}
-
-/* ---------------------------------------------------------------- OneHot */
-
-static mpcc_status
-onehot_params(mpcc_graph *g, int32_t ni, int *axis, int64_t *depth, mpcc_diag *d)
-{
-	mpcc_node *n = &g->nodes[ni];
-	mpcc_value *ind = mpcc_move_in(g, n, 0), *vals = mpcc_move_in(g, n, 2);
-	mpcc_status st = mpcc_move_need_const(g, ni, 1, "depth", d);
-	if (st)
-		return st;
-	mpcc_value *dv = mpcc_move_in(g, n, 1);
-	if (mpcc_value_numel(dv) != 1)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "depth must hold one element");
-	*depth = (int64_t)mpcc_value_get_double(dv, 0);
-	if (*depth < 0)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "negative depth");
-	if (!vals || mpcc_value_numel(vals) != 2)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "values must hold [off, on]");
-	if (ind->rank + 1 > MPCC_MAX_RANK)
-		return mpcc_node_error(d, n, MPCC_ERR_UNSUPPORTED, "result rank %d", ind->rank + 1);
-	*axis = mpcc_axis(mpcc_node_attr_int(n, "axis", -1), ind->rank + 1);
-	if (*axis < 0)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "axis out of range");
-	return MPCC_OK;
-}
-
-static mpcc_status
-infer_onehot(mpcc_graph *g, int32_t ni, mpcc_diag *d)
-{
-	int axis;
-	int64_t depth;
-	mpcc_status st = onehot_params(g, ni, &axis, &depth, d);
-	if (st)
-		return st;
-	mpcc_node *n = &g->nodes[ni];
-	mpcc_value *ind = mpcc_move_in(g, n, 0);
-	int64_t dims[MPCC_MAX_RANK];
-	for (int i = 0, j = 0; i <= ind->rank; i++)
-		dims[i] = i == axis ? depth : ind->dims[j++];
-	mpcc_move_set(mpcc_move_out(g, n, 0), mpcc_move_in(g, n, 2)->dtype, ind->rank + 1, dims);
-	return MPCC_OK;
-}
-
-/* Indices may be of any numeric type; negative ones count from depth. An
- * index outside [-depth, depth) matches no position and gives off. */
-static int32_t
-map_onehot(kir_kernel *k, mpcc_graph *g, const mpcc_node *n, const int32_t *vars, void *ctx)
-{
-	const int64_t *p = ctx; /* axis, depth */
-	int axis = (int)p[0];
-	const mpcc_value *ind = &g->values[n->in[0]];
-	int32_t idx[MPCC_MAX_RANK];
-	for (int i = 0, j = 0; i <= ind->rank; i++)
-		if (i != axis)
-			idx[j++] = vars[i];
-	int32_t e = kir_cast(k, MPCC_DTYPE_I64, mpcc_move_load(k, g, n->in[0], idx));
-	int32_t neg = kir_binary(k, KIR_LT, e, kir_iconst(k, 0));
-	e = kir_select(k, neg, kir_iadd(k, e, kir_iconst(k, p[1])), e);
-	int bv = mpcc_lower_param(k, g, n->in[2]);
-	int32_t off = kir_load(k, bv, kir_iconst(k, 0)), on = kir_load(k, bv, kir_iconst(k, 1));
-	return kir_select(k, kir_binary(k, KIR_EQ, e, vars[axis]), on, off);
-}
-
-static mpcc_status
-lower_onehot(mpcc_lower *lx, int32_t ni)
-{
-	int axis;
-	int64_t p[2];
-	mpcc_status st = onehot_params(lx->g, ni, &axis, &p[1], lx->d);
-	if (st)
-		return st;
-	p[0] = axis;
-	return mpcc_move_lower_map(lx, ni, 0, "", map_onehot, p);
-}
-
-/* ---------------------------------------------------------------- DepthToSpace, SpaceToDepth */
-
-static mpcc_status
-infer_depth_space(mpcc_graph *g, int32_t ni, mpcc_diag *d)
-{
-	mpcc_node *n = &g->nodes[ni];
-	mpcc_value *x = mpcc_move_in(g, n, 0);
-	int64_t b = mpcc_node_attr_int(n, "blocksize", 0);
-	if (x->rank != 4 || b <= 0)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "needs a rank-4 input and blocksize > 0");
-	int64_t dims[4] = {x->dims[0], x->dims[1], x->dims[2], x->dims[3]};
-	if (n->op == MPCC_OP_DEPTHTOSPACE) {
-		const char *mode = mpcc_node_attr_string(n, "mode", "DCR");
-		if (strcmp(mode, "DCR") && strcmp(mode, "CRD"))
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "mode '%s'", mode);
-		if (dims[1] % (b * b))
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "channels not divisible by blocksize^2");
-		dims[1] /= b * b;
-		dims[2] *= b;
-		dims[3] *= b;
-	} else {
-		if (dims[2] % b || dims[3] % b)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "H and W not divisible by blocksize");
-		dims[1] *= b * b;
-		dims[2] /= b;
-		dims[3] /= b;
-	}
-	mpcc_move_set(mpcc_move_out(g, n, 0), x->dtype, 4, dims);
-	return MPCC_OK;
-}
-
-/*
- * DepthToSpace: output (n, c, h, w) reads channel
- * DCR: (bh*b + bw)*C' + c, CRD: c*b*b + bh*b + bw, at (h/b, w/b), where
- * bh = h%b, bw = w%b. SpaceToDepth is the DCR inverse.
- */
-static int32_t
-map_depth_space(kir_kernel *k, mpcc_graph *g, const mpcc_node *n, const int32_t *vars, void *ctx)
-{
-	int64_t b = mpcc_node_attr_int(n, "blocksize", 1);
-	const mpcc_value *x = &g->values[n->in[0]], *y = &g->values[n->out[0]];
-	int32_t bi = kir_iconst(k, b), idx[4];
-	idx[0] = vars[0];
-	if (n->op == MPCC_OP_DEPTHTOSPACE) {
-		int32_t bh = kir_binary(k, KIR_REM, vars[2], bi), bw = kir_binary(k, KIR_REM, vars[3], bi);
-		int32_t blk = kir_iadd(k, kir_imul(k, bh, b), bw);
-		if (!strcmp(mpcc_node_attr_string(n, "mode", "DCR"), "DCR"))
-			idx[1] = kir_iadd(k, kir_imul(k, blk, y->dims[1]), vars[1]);
-		else
-			idx[1] = kir_iadd(k, kir_imul(k, vars[1], b * b), blk);
-		idx[2] = kir_binary(k, KIR_DIV, vars[2], bi);
-		idx[3] = kir_binary(k, KIR_DIV, vars[3], bi);
-	} else {
-		int32_t c = kir_iconst(k, x->dims[1]);
-		int32_t blk = kir_binary(k, KIR_DIV, vars[1], c);
-		idx[1] = kir_binary(k, KIR_REM, vars[1], c);
-		idx[2] = kir_iadd(k, kir_imul(k, vars[2], b), kir_binary(k, KIR_DIV, blk, bi));
-		idx[3] = kir_iadd(k, kir_imul(k, vars[3], b), kir_binary(k, KIR_REM, blk, bi));
-	}
-	return mpcc_move_load(k, g, n->in[0], idx);
-}
-
-static mpcc_status
-lower_depth_space(mpcc_lower *lx, int32_t ni)
-{
-	return mpcc_move_lower_map(lx, ni, 0, "", map_depth_space, NULL);
-}
-
-/* ---------------------------------------------------------------- ReverseSequence */
-
-static mpcc_status
-revseq_axes(mpcc_graph *g, const mpcc_node *n, int *ba, int *ta, mpcc_diag *d)
-{
-	mpcc_value *x = mpcc_move_in(g, n, 0), *lens = mpcc_move_in(g, n, 1);
-	*ba = mpcc_axis(mpcc_node_attr_int(n, "batch_axis", 1), x->rank);
-	*ta = mpcc_axis(mpcc_node_attr_int(n, "time_axis", 0), x->rank);
-	if (x->rank < 2 || *ba < 0 || *ta < 0 || *ba > 1 || *ta > 1 || *ba == *ta)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "batch_axis and time_axis must be 0 and 1");
-	if (!lens || lens->rank != 1 || lens->dims[0] != x->dims[*ba] || !mpcc_dtype_is_int(lens->dtype))
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "sequence_lens must be [batch] integers");
-	return MPCC_OK;
-}
-
-static mpcc_status
-infer_revseq(mpcc_graph *g, int32_t ni, mpcc_diag *d)
-{
-	int ba, ta;
-	mpcc_status st = revseq_axes(g, &g->nodes[ni], &ba, &ta, d);
-	return st ? st : infer_same(g, ni, d);
-}
-
-/* Time t of batch b reads L-1-t when t < L (L clamped into [0, T]). */
-static int32_t
-map_revseq(kir_kernel *k, mpcc_graph *g, const mpcc_node *n, const int32_t *vars, void *ctx)
-{
-	const int *ax = ctx;
-	const mpcc_value *x = &g->values[n->in[0]];
-	int32_t bvar = vars[ax[0]], t = vars[ax[1]];
-	int32_t len = kir_load(k, mpcc_lower_param(k, g, n->in[1]), bvar);
-	len = mpcc_move_clamp(k, kir_cast(k, MPCC_DTYPE_I64, len), 0, x->dims[ax[1]]);
-	int32_t rev = kir_binary(k, KIR_SUB, kir_iadd(k, len, kir_iconst(k, -1)), t);
-	int32_t idx[MPCC_MAX_RANK];
-	memcpy(idx, vars, sizeof idx);
-	idx[ax[1]] = kir_select(k, kir_binary(k, KIR_LT, t, len), rev, t);
-	return mpcc_move_load(k, g, n->in[0], idx);
-}
-
-static mpcc_status
-lower_revseq(mpcc_lower *lx, int32_t ni)
-{
-	int ax[2];
-	mpcc_status st = revseq_axes(lx->g, &lx->g->nodes[ni], &ax[0], &ax[1], lx->d);
-	if (st)
-		return st;
-	return mpcc_move_lower_map(lx, ni, 0, "", map_revseq, ax);
-}
-
 /* ---------------------------------------------------------------- the table */
 
 static const char *const no_attrs[] = {NULL};
-static const char *const constant_attrs[] = {"value", "value_float", "value_floats", "value_int",
-                                             "value_ints", "value_string", "value_strings",
-                                             "sparse_value", NULL};
+static const char *const constant_attrs[] = {"value",         "value_float",  "value_floats",
+                                             "value_int",     "value_ints",   "value_string",
+                                             "value_strings", "sparse_value", NULL};
 static const char *const value_attrs[] = {"value", NULL};
 static const char *const shape_attrs[] = {"start", "end", NULL};
 static const char *const reshape_attrs[] = {"allowzero", "shape", NULL};
@@ -1416,49 +964,56 @@ static const char *const trilu_attrs[] = {"upper", NULL};
 static const char *const eyelike_attrs[] = {"dtype", "k", NULL};
 static const char *const d2s_attrs[] = {"blocksize", "mode", NULL};
 static const char *const s2d_attrs[] = {"blocksize", NULL};
-static const char *const resize_attrs[] = {"mode", "coordinate_transformation_mode", "nearest_mode",
-                                           "cubic_coeff_a", "exclude_outside",
-                                           "extrapolation_value", NULL};
+static const char *const resize_attrs[] = {"mode",
+                                           "coordinate_transformation_mode",
+                                           "nearest_mode",
+                                           "cubic_coeff_a",
+                                           "exclude_outside",
+                                           "extrapolation_value",
+                                           NULL};
 static const char *const upsample_attrs[] = {"mode", "scales", NULL};
 static const char *const revseq_attrs[] = {"batch_axis", "time_axis", NULL};
 
 #define MANY (1 << 16)
 
 const mpcc_op_rule mpcc_rules_movement[] = {
-	{MPCC_OP_CONSTANT, 0, 0, 1, 1, constant_attrs, infer_constant, lower_none},
-	{MPCC_OP_CONSTANTOFSHAPE, 1, 1, 1, 1, value_attrs, infer_constant_of_shape, lower_none},
-	{MPCC_OP_SHAPE, 1, 1, 1, 1, shape_attrs, infer_shape, lower_none},
-	{MPCC_OP_SIZE, 1, 1, 1, 1, no_attrs, infer_size, lower_none},
-	{MPCC_OP_RESHAPE, 1, 2, 1, 1, reshape_attrs, infer_reshape, lower_copy},
-	{MPCC_OP_FLATTEN, 1, 1, 1, 1, axis_attrs, infer_flatten, lower_copy},
-	{MPCC_OP_SQUEEZE, 1, 2, 1, 1, axes_attrs, infer_squeeze, lower_copy},
-	{MPCC_OP_UNSQUEEZE, 1, 2, 1, 1, axes_attrs, infer_unsqueeze, lower_copy},
-	{MPCC_OP_TRANSPOSE, 1, 1, 1, 1, perm_attrs, infer_transpose, lower_transpose},
-	{MPCC_OP_CONCAT, 1, MANY, 1, 1, axis_attrs, infer_concat, lower_concat},
-	{MPCC_OP_SPLIT, 1, 2, 1, MANY, split_attrs, infer_split, lower_split},
-	{MPCC_OP_SLICE, 1, 5, 1, 1, slice_attrs, infer_slice, lower_slice},
-	{MPCC_OP_GATHER, 2, 2, 1, 1, axis_attrs, mpcc_move_infer_gather, mpcc_move_lower_gather},
-	{MPCC_OP_GATHERELEMENTS, 2, 2, 1, 1, axis_attrs, mpcc_move_infer_gather_elements,
-	 mpcc_move_lower_gather_elements},
-	{MPCC_OP_GATHERND, 2, 2, 1, 1, gather_nd_attrs, mpcc_move_infer_gather_nd,
-	 mpcc_move_lower_gather_nd},
-	{MPCC_OP_SCATTER, 3, 3, 1, 1, axis_attrs, mpcc_move_infer_scatter_elements,
-	 mpcc_move_lower_scatter_elements},
-	{MPCC_OP_SCATTERELEMENTS, 3, 3, 1, 1, scatter_attrs, mpcc_move_infer_scatter_elements,
-	 mpcc_move_lower_scatter_elements},
-	{MPCC_OP_SCATTERND, 3, 3, 1, 1, reduction_attrs, mpcc_move_infer_scatter_nd,
-	 mpcc_move_lower_scatter_nd},
-	{MPCC_OP_EXPAND, 2, 2, 1, 1, no_attrs, infer_expand, lower_expand},
-	{MPCC_OP_TILE, 2, 2, 1, 1, no_attrs, infer_tile, lower_tile},
-	{MPCC_OP_PAD, 1, 4, 1, 1, pad_attrs, infer_pad, lower_pad},
-	{MPCC_OP_RANGE, 3, 3, 1, 1, no_attrs, infer_range, lower_range},
-	{MPCC_OP_TRILU, 1, 2, 1, 1, trilu_attrs, infer_trilu, lower_trilu},
-	{MPCC_OP_EYELIKE, 1, 1, 1, 1, eyelike_attrs, infer_eyelike, lower_eyelike},
-	{MPCC_OP_ONEHOT, 3, 3, 1, 1, axis_attrs, infer_onehot, lower_onehot},
-	{MPCC_OP_DEPTHTOSPACE, 1, 1, 1, 1, d2s_attrs, infer_depth_space, lower_depth_space},
-	{MPCC_OP_SPACETODEPTH, 1, 1, 1, 1, s2d_attrs, infer_depth_space, lower_depth_space},
-	{MPCC_OP_RESIZE, 1, 4, 1, 1, resize_attrs, mpcc_move_infer_resize, mpcc_move_lower_resize},
-	{MPCC_OP_UPSAMPLE, 1, 2, 1, 1, upsample_attrs, mpcc_move_infer_resize, mpcc_move_lower_resize},
-	{MPCC_OP_REVERSESEQUENCE, 2, 2, 1, 1, revseq_attrs, infer_revseq, lower_revseq},
-	{.op = MPCC_OP_INVALID},
+    {MPCC_OP_CONSTANT, 0, 0, 1, 1, constant_attrs, infer_constant, lower_none},
+    {MPCC_OP_CONSTANTOFSHAPE, 1, 1, 1, 1, value_attrs, infer_constant_of_shape, lower_none},
+    {MPCC_OP_SHAPE, 1, 1, 1, 1, shape_attrs, infer_shape, lower_none},
+    {MPCC_OP_SIZE, 1, 1, 1, 1, no_attrs, infer_size, lower_none},
+    {MPCC_OP_RESHAPE, 1, 2, 1, 1, reshape_attrs, infer_reshape, lower_copy},
+    {MPCC_OP_FLATTEN, 1, 1, 1, 1, axis_attrs, infer_flatten, lower_copy},
+    {MPCC_OP_SQUEEZE, 1, 2, 1, 1, axes_attrs, infer_squeeze, lower_copy},
+    {MPCC_OP_UNSQUEEZE, 1, 2, 1, 1, axes_attrs, infer_unsqueeze, lower_copy},
+    {MPCC_OP_TRANSPOSE, 1, 1, 1, 1, perm_attrs, infer_transpose, lower_transpose},
+    {MPCC_OP_CONCAT, 1, MANY, 1, 1, axis_attrs, infer_concat, lower_concat},
+    {MPCC_OP_SPLIT, 1, 2, 1, MANY, split_attrs, infer_split, lower_split},
+    {MPCC_OP_SLICE, 1, 5, 1, 1, slice_attrs, infer_slice, lower_slice},
+    {MPCC_OP_GATHER, 2, 2, 1, 1, axis_attrs, mpcc_move_infer_gather, mpcc_move_lower_gather},
+    {MPCC_OP_GATHERELEMENTS, 2, 2, 1, 1, axis_attrs, mpcc_move_infer_gather_elements,
+     mpcc_move_lower_gather_elements},
+    {MPCC_OP_GATHERND, 2, 2, 1, 1, gather_nd_attrs, mpcc_move_infer_gather_nd,
+     mpcc_move_lower_gather_nd},
+    {MPCC_OP_SCATTER, 3, 3, 1, 1, axis_attrs, mpcc_move_infer_scatter_elements,
+     mpcc_move_lower_scatter_elements},
+    {MPCC_OP_SCATTERELEMENTS, 3, 3, 1, 1, scatter_attrs, mpcc_move_infer_scatter_elements,
+     mpcc_move_lower_scatter_elements},
+    {MPCC_OP_SCATTERND, 3, 3, 1, 1, reduction_attrs, mpcc_move_infer_scatter_nd,
+     mpcc_move_lower_scatter_nd},
+    {MPCC_OP_EXPAND, 2, 2, 1, 1, no_attrs, infer_expand, lower_expand},
+    {MPCC_OP_TILE, 2, 2, 1, 1, no_attrs, infer_tile, lower_tile},
+    {MPCC_OP_PAD, 1, 4, 1, 1, pad_attrs, mpcc_move_infer_pad, mpcc_move_lower_pad},
+    {MPCC_OP_RANGE, 3, 3, 1, 1, no_attrs, mpcc_move_infer_range, mpcc_move_lower_range},
+    {MPCC_OP_TRILU, 1, 2, 1, 1, trilu_attrs, mpcc_move_infer_trilu, mpcc_move_lower_trilu},
+    {MPCC_OP_EYELIKE, 1, 1, 1, 1, eyelike_attrs, mpcc_move_infer_eyelike, mpcc_move_lower_eyelike},
+    {MPCC_OP_ONEHOT, 3, 3, 1, 1, axis_attrs, mpcc_move_infer_onehot, mpcc_move_lower_onehot},
+    {MPCC_OP_DEPTHTOSPACE, 1, 1, 1, 1, d2s_attrs, mpcc_move_infer_depth_space,
+     mpcc_move_lower_depth_space},
+    {MPCC_OP_SPACETODEPTH, 1, 1, 1, 1, s2d_attrs, mpcc_move_infer_depth_space,
+     mpcc_move_lower_depth_space},
+    {MPCC_OP_RESIZE, 1, 4, 1, 1, resize_attrs, mpcc_move_infer_resize, mpcc_move_lower_resize},
+    {MPCC_OP_UPSAMPLE, 1, 2, 1, 1, upsample_attrs, mpcc_move_infer_resize, mpcc_move_lower_resize},
+    {MPCC_OP_REVERSESEQUENCE, 2, 2, 1, 1, revseq_attrs, mpcc_move_infer_revseq,
+     mpcc_move_lower_revseq},
+    {.op = MPCC_OP_INVALID},
 };

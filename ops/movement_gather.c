@@ -26,7 +26,8 @@ infer_gather_common(mpcc_graph *g, int32_t ni, int *axis, mpcc_diag *d)
 		                       mpcc_dtype_name(ind->dtype));
 	*axis = mpcc_axis(mpcc_node_attr_int(n, "axis", 0), x->rank);
 	if (*axis < 0)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "axis out of range for rank %d", x->rank);
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "axis out of range for rank %d",
+		                       x->rank);
 	return MPCC_OK;
 }
 
@@ -90,8 +91,9 @@ mpcc_move_infer_gather_elements(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 	if (st)
 		return st;
 	if (ind->rank != x->rank)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "indices rank %d differs from data rank %d",
-		                       ind->rank, x->rank);
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+		                       "indices rank %d differs from data rank %d", ind->rank,
+		                       x->rank);
 	mpcc_value *y = mpcc_move_out(g, n, 0);
 	mpcc_move_set(y, x->dtype, ind->rank, ind->dims);
 	if (x->dims[axis] == 0 && mpcc_value_numel(y) > 0)
@@ -140,11 +142,13 @@ gather_nd_check(mpcc_graph *g, const mpcc_node *n, int *b, int *m, mpcc_diag *d)
 	mpcc_value *x = mpcc_move_in(g, n, 0), *ind = mpcc_move_in(g, n, 1);
 	*b = (int)mpcc_node_attr_int(n, "batch_dims", 0);
 	if (!mpcc_dtype_is_int(ind->dtype) || ind->rank < 1)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "indices must be integers of rank >= 1");
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+		                       "indices must be integers of rank >= 1");
 	*m = (int)ind->dims[ind->rank - 1];
 	if (*b < 0 || *b >= ind->rank || *b >= x->rank || *m < 0 || *b + *m > x->rank)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "batch_dims %d and index depth %d for ranks %d, %d",
-		                       *b, *m, x->rank, ind->rank);
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+		                       "batch_dims %d and index depth %d for ranks %d, %d", *b, *m,
+		                       x->rank, ind->rank);
 	for (int i = 0; i < *b; i++)
 		if (x->dims[i] != ind->dims[i])
 			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "batch dim %d differs", i);
@@ -173,7 +177,8 @@ mpcc_move_infer_gather_nd(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 	mpcc_move_set(y, x->dtype, r, dims);
 	for (int i = b; i < b + m; i++)
 		if (x->dims[i] == 0 && mpcc_value_numel(y) > 0)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "gathers from an empty axis");
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+			                       "gathers from an empty axis");
 	return MPCC_OK;
 }
 
@@ -289,7 +294,7 @@ lower_scatter(mpcc_lower *lx, int32_t ni, scatter_index_fn fn, int arg)
 		int32_t upd = kir_cast(k, t, mpcc_move_load(k, g, n->in[2], vars));
 		int32_t val = combine(k, op, kir_load(k, by, at), upd, t);
 		kir_stage *s1 =
-			kir_stage_add(k, u->rank, u->dims, 0, NULL, KIR_RED_NONE, MPCC_DTYPE_UNDEF, -1);
+		    kir_stage_add(k, u->rank, u->dims, 0, NULL, KIR_RED_NONE, MPCC_DTYPE_UNDEF, -1);
 		if (s1) {
 			s1->serial = true;
 			kir_stage_store(k, s1, by, at, val);
@@ -302,16 +307,19 @@ static mpcc_status
 scatter_elements_check(mpcc_graph *g, int32_t ni, int *axis, mpcc_diag *d)
 {
 	mpcc_node *n = &g->nodes[ni];
-	mpcc_value *x = mpcc_move_in(g, n, 0), *ind = mpcc_move_in(g, n, 1), *u = mpcc_move_in(g, n, 2);
+	mpcc_value *x = mpcc_move_in(g, n, 0), *ind = mpcc_move_in(g, n, 1),
+	           *u = mpcc_move_in(g, n, 2);
 	kir_op op;
 	mpcc_status st = infer_gather_common(g, ni, axis, d);
 	if (st || (st = scatter_reduction(n, &op, d)))
 		return st;
 	if (ind->rank != x->rank || u->rank != x->rank || u->dtype != x->dtype)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "data, indices and updates differ in rank");
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+		                       "data, indices and updates differ in rank");
 	for (int i = 0; i < x->rank; i++)
 		if (ind->dims[i] != u->dims[i])
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "indices and updates differ in shape");
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+			                       "indices and updates differ in shape");
 	if (x->dims[*axis] == 0 && mpcc_value_numel(u) > 0)
 		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "scatters into an empty axis");
 	return MPCC_OK;
@@ -349,25 +357,30 @@ static mpcc_status
 scatter_nd_check(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 {
 	mpcc_node *n = &g->nodes[ni];
-	mpcc_value *x = mpcc_move_in(g, n, 0), *ind = mpcc_move_in(g, n, 1), *u = mpcc_move_in(g, n, 2);
+	mpcc_value *x = mpcc_move_in(g, n, 0), *ind = mpcc_move_in(g, n, 1),
+	           *u = mpcc_move_in(g, n, 2);
 	kir_op op;
 	mpcc_status st = scatter_reduction(n, &op, d);
 	if (st)
 		return st;
 	if (!mpcc_dtype_is_int(ind->dtype) || ind->rank < 1)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "indices must be integers of rank >= 1");
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+		                       "indices must be integers of rank >= 1");
 	int q = ind->rank, m = (int)ind->dims[q - 1];
 	if (m < 0 || m > x->rank || u->rank != q - 1 + x->rank - m || u->dtype != x->dtype)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "updates do not match data and indices");
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+		                       "updates do not match data and indices");
 	for (int i = 0; i < q - 1; i++)
 		if (u->dims[i] != ind->dims[i])
 			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "updates dim %d differs", i);
 	for (int i = m; i < x->rank; i++)
 		if (u->dims[q - 1 + i - m] != x->dims[i])
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "updates dim %d differs", q - 1 + i - m);
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "updates dim %d differs",
+			                       q - 1 + i - m);
 	for (int i = 0; i < m; i++)
 		if (x->dims[i] == 0 && mpcc_value_numel(u) > 0)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "scatters into an empty axis");
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+			                       "scatters into an empty axis");
 	return MPCC_OK;
 }
 

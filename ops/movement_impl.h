@@ -52,7 +52,22 @@ mpcc_status mpcc_move_lower_map(mpcc_lower *lx, int32_t ni, int oi, const char *
 /* Reports a failed kernel build (out of memory) for node ni. */
 mpcc_status mpcc_move_check(mpcc_lower *lx, int32_t ni, kir_kernel *k);
 
-/* Rules implemented in ops/movement_gather.c and ops/movement_resize.c. */
+/* Rules implemented in ops/movement_layout.c, ops/movement_gather.c and
+ * ops/movement_resize.c. */
+mpcc_status mpcc_move_infer_pad(mpcc_graph *g, int32_t ni, mpcc_diag *d);
+mpcc_status mpcc_move_lower_pad(mpcc_lower *lx, int32_t ni);
+mpcc_status mpcc_move_infer_range(mpcc_graph *g, int32_t ni, mpcc_diag *d);
+mpcc_status mpcc_move_lower_range(mpcc_lower *lx, int32_t ni);
+mpcc_status mpcc_move_infer_trilu(mpcc_graph *g, int32_t ni, mpcc_diag *d);
+mpcc_status mpcc_move_lower_trilu(mpcc_lower *lx, int32_t ni);
+mpcc_status mpcc_move_infer_eyelike(mpcc_graph *g, int32_t ni, mpcc_diag *d);
+mpcc_status mpcc_move_lower_eyelike(mpcc_lower *lx, int32_t ni);
+mpcc_status mpcc_move_infer_onehot(mpcc_graph *g, int32_t ni, mpcc_diag *d);
+mpcc_status mpcc_move_lower_onehot(mpcc_lower *lx, int32_t ni);
+mpcc_status mpcc_move_infer_depth_space(mpcc_graph *g, int32_t ni, mpcc_diag *d);
+mpcc_status mpcc_move_lower_depth_space(mpcc_lower *lx, int32_t ni);
+mpcc_status mpcc_move_infer_revseq(mpcc_graph *g, int32_t ni, mpcc_diag *d);
+mpcc_status mpcc_move_lower_revseq(mpcc_lower *lx, int32_t ni);
 mpcc_status mpcc_move_infer_gather(mpcc_graph *g, int32_t ni, mpcc_diag *d);
 mpcc_status mpcc_move_lower_gather(mpcc_lower *lx, int32_t ni);
 mpcc_status mpcc_move_infer_gather_elements(mpcc_graph *g, int32_t ni, mpcc_diag *d);

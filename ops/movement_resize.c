@@ -69,10 +69,12 @@ read_scales(mpcc_graph *g, int32_t ni, int i, rs_params *p, mpcc_diag *d)
 	if (i < 0) {
 		const mpcc_attr *a = mpcc_node_attr(n, "scales");
 		if (!a || a->kind != MPCC_ATTR_FLOATS)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "attribute 'scales' is missing");
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+			                       "attribute 'scales' is missing");
 		count = a->n;
 		if (count != x->rank)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "%d scales for rank %d", count, x->rank);
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "%d scales for rank %d",
+			                       count, x->rank);
 		for (int j = 0; j < count; j++)
 			p->scale[j] = a->floats[j];
 	} else {
@@ -81,13 +83,15 @@ read_scales(mpcc_graph *g, int32_t ni, int i, rs_params *p, mpcc_diag *d)
 			return st;
 		mpcc_value *s = mpcc_move_in(g, n, i);
 		if (!mpcc_dtype_is_float(s->dtype) || mpcc_value_numel(s) != x->rank)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "scales must hold %d floats", x->rank);
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "scales must hold %d floats",
+			                       x->rank);
 		for (int j = 0; j < x->rank; j++)
 			p->scale[j] = mpcc_value_get_double(s, j);
 	}
 	for (int j = 0; j < x->rank; j++) {
 		if (!(p->scale[j] > 0))
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "scale %g on axis %d", p->scale[j], j);
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "scale %g on axis %d",
+			                       p->scale[j], j);
 		p->out[j] = (int64_t)(p->scale[j] * (double)x->dims[j]);
 	}
 	return MPCC_OK;
@@ -103,9 +107,13 @@ static mpcc_status
 rs_params_get(mpcc_graph *g, int32_t ni, rs_params *p, mpcc_diag *d)
 {
 	static const char *const modes[] = {"nearest", "linear", "cubic", NULL};
-	static const char *const coords[] = {"half_pixel",    "asymmetric",
-	                                     "pytorch_half_pixel", "tf_half_pixel_for_nn",
-	                                     "align_corners", "tf_crop_and_resize", NULL};
+	static const char *const coords[] = {"half_pixel",
+	                                     "asymmetric",
+	                                     "pytorch_half_pixel",
+	                                     "tf_half_pixel_for_nn",
+	                                     "align_corners",
+	                                     "tf_crop_and_resize",
+	                                     NULL};
 	static const char *const rounds[] = {"round_prefer_floor", "round_prefer_ceil", "floor",
 	                                     "ceil", NULL};
 	mpcc_node *n = &g->nodes[ni];
@@ -123,7 +131,8 @@ rs_params_get(mpcc_graph *g, int32_t ni, rs_params *p, mpcc_diag *d)
 	const char *cs = mpcc_node_attr_string(n, "coordinate_transformation_mode", "half_pixel");
 	int c = legacy ? RS_ASYMMETRIC : lookup(cs, coords);
 	if (c < 0)
-		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "coordinate_transformation_mode '%s'", cs);
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+		                       "coordinate_transformation_mode '%s'", cs);
 	p->coord = (rs_coord)c;
 	const char *rsn = mpcc_node_attr_string(n, "nearest_mode", "round_prefer_floor");
 	int r = legacy ? RS_FLOOR : lookup(rsn, rounds);
@@ -144,7 +153,8 @@ rs_params_get(mpcc_graph *g, int32_t ni, rs_params *p, mpcc_diag *d)
 			return st;
 		mpcc_value *rv = mpcc_move_in(g, n, 1);
 		if (mpcc_value_numel(rv) != 2 * x->rank)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "roi must hold %d values", 2 * x->rank);
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "roi must hold %d values",
+			                       2 * x->rank);
 		for (int j = 0; j < 2 * x->rank; j++)
 			p->roi[j] = mpcc_value_get_double(rv, j);
 	}
@@ -154,13 +164,15 @@ rs_params_get(mpcc_graph *g, int32_t ni, rs_params *p, mpcc_diag *d)
 		if ((st = mpcc_move_const_ints(g, ni, 3, "sizes", sizes, MPCC_MAX_RANK, &count, d)))
 			return st;
 		if (count != x->rank || input_given(g, n, 2))
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID,
-			                       "needs exactly one of scales and sizes (%d sizes for rank %d)",
-			                       count, x->rank);
+			return mpcc_node_error(
+			    d, n, MPCC_ERR_INVALID,
+			    "needs exactly one of scales and sizes (%d sizes for rank %d)", count,
+			    x->rank);
 		for (int j = 0; j < x->rank; j++) {
 			if (sizes[j] < 0 || x->dims[j] == 0)
-				return mpcc_node_error(d, n, MPCC_ERR_INVALID, "size %lld on axis %d",
-				                       (long long)sizes[j], j);
+				return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+				                       "size %lld on axis %d", (long long)sizes[j],
+				                       j);
 			p->out[j] = sizes[j];
 			p->scale[j] = (double)sizes[j] / (double)x->dims[j];
 		}
@@ -182,7 +194,8 @@ mpcc_move_infer_resize(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 	mpcc_value *x = mpcc_move_in(g, n, 0);
 	for (int j = 0; j < x->rank; j++)
 		if (x->dims[j] == 0 && p.out[j] > 0)
-			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "resizes an empty axis %d", j);
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "resizes an empty axis %d",
+			                       j);
 	mpcc_move_set(mpcc_move_out(g, n, 0), x->dtype, x->rank, p.out);
 	return MPCC_OK;
 }
@@ -219,7 +232,8 @@ coord(kir_kernel *k, const rs_params *p, int j, int64_t in, int32_t var)
 		int32_t base = fc(k, r0 * (double)(in - 1));
 		if (ow == 1)
 			return fop(k, KIR_ADD, fc(k, (r1 - r0) * (double)(in - 1) / 2), base);
-		int32_t t = fop(k, KIR_MUL, fop(k, KIR_MUL, x, fc(k, r1 - r0)), fc(k, (double)(in - 1)));
+		int32_t t =
+		    fop(k, KIR_MUL, fop(k, KIR_MUL, x, fc(k, r1 - r0)), fc(k, (double)(in - 1)));
 		return fop(k, KIR_ADD, fop(k, KIR_DIV, t, fc(k, ow - 1)), base);
 	}
 	case RS_PYTORCH_HALF_PIXEL:
@@ -261,10 +275,10 @@ coeff(kir_kernel *k, const rs_params *p, int j, int32_t t)
 		return j == 0 ? fop(k, KIR_SUB, fc(k, 1), t) : t;
 	double a = p->a;
 	int32_t one = fc(k, 1);
-	int32_t s = j == 0 ? fop(k, KIR_ADD, t, one)
-	          : j == 1 ? t
-	          : j == 2 ? fop(k, KIR_SUB, one, t)
-	                   : fop(k, KIR_ADD, fop(k, KIR_SUB, one, t), one);
+	int32_t s = j == 0   ? fop(k, KIR_ADD, t, one)
+	            : j == 1 ? t
+	            : j == 2 ? fop(k, KIR_SUB, one, t)
+	                     : fop(k, KIR_ADD, fop(k, KIR_SUB, one, t), one);
 	if (j == 1 || j == 2) {
 		/* ((A+2)s - (A+3)) s s + 1 */
 		int32_t v = fop(k, KIR_SUB, fop(k, KIR_MUL, fc(k, a + 2), s), fc(k, a + 3));
@@ -339,7 +353,8 @@ mpcc_move_lower_resize(mpcc_lower *lx, int32_t ni)
 				cq = kir_select(k, ok, cq, fc(k, 0));
 				sum = sum >= 0 ? fop(k, KIR_ADD, sum, cq) : cq;
 			}
-			w = w >= 0 ? kir_select(k, fop(k, KIR_EQ, rvar, kir_iconst(k, q)), cq, w) : cq;
+			w = w >= 0 ? kir_select(k, fop(k, KIR_EQ, rvar, kir_iconst(k, q)), cq, w)
+			           : cq;
 		}
 		if (p.exclude)
 			w = fop(k, KIR_DIV, w, sum);
@@ -361,9 +376,10 @@ mpcc_move_lower_resize(mpcc_lower *lx, int32_t ni)
 		res = v;
 	}
 	if (outside >= 0)
-		res = kir_select(k, outside, kir_cast(k, kir_expr_dtype(k, res), fc(k, p.extrapolate)),
-		                 res);
+		res = kir_select(k, outside,
+		                 kir_cast(k, kir_expr_dtype(k, res), fc(k, p.extrapolate)), res);
 	if (s)
-		kir_stage_store(k, s, by, mpcc_lower_linear(k, r, y->dims, vars), kir_cast(k, t, res));
+		kir_stage_store(k, s, by, mpcc_lower_linear(k, r, y->dims, vars),
+		                kir_cast(k, t, res));
 	return mpcc_move_check(lx, ni, k);
 }

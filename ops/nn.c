@@ -555,12 +555,13 @@ convt_geometry(mpcc_graph *g, const mpcc_node *n, window *w, mpcc_diag *d)
 		w->in[i] = x->dims[i + 2];
 		int64_t full = w->stride[i] * (w->in[i] - 1) + opad[i] + (w->kernel[i] - 1) * w->dil[i] + 1;
 		if (os || !strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
+			/* The spec's split, with floor division: a target beyond the
+			 * full extent gives negative padding, i.e. zero-filled rows. */
 			int64_t target = os ? oshape[i] : w->in[i] * w->stride[i];
 			int64_t total = full - target;
-			if (total < 0)
-				total = 0;
-			bool lower = !strcmp(ap, "SAME_LOWER");
-			w->pad_b[i] = lower ? total - total / 2 : total / 2;
+			int64_t half = total >= 0 ? total / 2 : -((-total + 1) / 2);
+			bool upper = !strcmp(ap, "SAME_UPPER");
+			w->pad_b[i] = upper ? half : total - half;
 			w->pad_e[i] = total - w->pad_b[i];
 		} else if (!strcmp(ap, "VALID")) {
 			w->pad_b[i] = w->pad_e[i] = 0;
@@ -1162,7 +1163,8 @@ lower_einsum(mpcc_lower *lx, int32_t ni)
 
 /* ---------------------------------------------------------------- table */
 
-static const char *const gemm_attrs[] = {"alpha", "beta", "transA", "transB", NULL};
+/* broadcast: Gemm before opset 7 (C broadcasts either way here) */
+static const char *const gemm_attrs[] = {"alpha", "beta", "broadcast", "transA", "transB", NULL};
 static const char *const einsum_attrs[] = {"equation", NULL};
 static const char *const rnn_attrs[] = {"activation_alpha", "activation_beta", "activations",
                                         "clip", "direction", "hidden_size", "layout", NULL};

@@ -8,6 +8,10 @@
  *   ops/reduce.c       reductions, ArgMax/Min, CumSum, Softmax family,
  *                      normalisations and losses
  *   ops/nn.c           MatMul, Gemm, Einsum, Conv, ConvTranspose, pooling, RNNs
+ *   ops/quant.c        QuantizeLinear, DequantizeLinear, integer and QLinear products
+ *   ops/signal.c       window functions, DFT, STFT, MelWeightMatrix
+ *   ops/misc.c         TopK, Compress, GridSample, RoiAlign, MaxUnpool, Det, the
+ *                      ai.onnx.preview.training optimizers
  */
 #ifndef MPCC_OPS_H
 #define MPCC_OPS_H
@@ -19,6 +23,9 @@ extern const mpcc_op_rule mpcc_rules_elementwise[];
 extern const mpcc_op_rule mpcc_rules_movement[];
 extern const mpcc_op_rule mpcc_rules_reduce[];
 extern const mpcc_op_rule mpcc_rules_nn[];
+extern const mpcc_op_rule mpcc_rules_quant[];
+extern const mpcc_op_rule mpcc_rules_signal[];
+extern const mpcc_op_rule mpcc_rules_misc[];
 
 /* RNN, GRU and LSTM share one description (ops/rnn.c); nn.c lists them. */
 mpcc_status mpcc_infer_rnn(mpcc_graph *g, int32_t node, mpcc_diag *d);

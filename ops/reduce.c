@@ -252,9 +252,9 @@ reduce_axes(mpcc_graph *g, const mpcc_node *n, const mpcc_value *x, bool *red, b
 		if (!(av->flags & MPCC_VALUE_CONST) || !av->data)
 			return mpcc_node_error(
 			    d, n, MPCC_ERR_UNSUPPORTED,
-			    "axes input '%s' is not a constant; only constant axes "
-			    "are supported",
-			    av->name ? av->name : "?");
+			    "axes input '%s' must be known at compile time (a graph input "
+			    "can be frozen: --freeze %s=FILE.npy)",
+			    av->name ? av->name : "?", av->name ? av->name : "NAME");
 		if (!mpcc_dtype_is_int(av->dtype) || av->rank > 1)
 			return mpcc_node_error(d, n, MPCC_ERR_INVALID,
 			                       "axes input '%s' must be a 1-D integer tensor",
@@ -561,9 +561,9 @@ cumsum_axis(mpcc_graph *g, const mpcc_node *n, const mpcc_value *x, int *out, mp
 		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "missing axis input");
 	if (!(av->flags & MPCC_VALUE_CONST) || !av->data)
 		return mpcc_node_error(d, n, MPCC_ERR_UNSUPPORTED,
-		                       "axis input '%s' is not a constant; only a constant axis is "
-		                       "supported",
-		                       av->name ? av->name : "?");
+		                       "axis input '%s' must be known at compile time (a graph "
+		                       "input can be frozen: --freeze %s=FILE.npy)",
+		                       av->name ? av->name : "?", av->name ? av->name : "NAME");
 	if (!mpcc_dtype_is_int(av->dtype) || mpcc_value_numel(av) != 1)
 		return mpcc_node_error(d, n, MPCC_ERR_INVALID,
 		                       "axis input '%s' must be one integer", av->name);

@@ -14,6 +14,8 @@ typedef struct mpcc_pass_ctx {
 	const mpcc_compile_options *opts;
 } mpcc_pass_ctx;
 
+/* Turns the inputs named in opts->frozen into constants (--freeze). */
+mpcc_status mpcc_freeze_inputs(mpcc_graph *g, mpcc_pass_ctx *cx);
 /* Binds --shape NAME=dims to graph inputs and checks them. */
 mpcc_status mpcc_bind_shapes(mpcc_graph *g, mpcc_pass_ctx *cx);
 /* Checks attributes against each op's rule (unknown ones are errors). */

@@ -10,6 +10,8 @@ mpcc_run_pipeline(mpcc_graph *g, mpcc_pass_ctx *cx)
 {
 	mpcc_status st;
 
+	if ((st = mpcc_freeze_inputs(g, cx)))
+		return st;
 	if ((st = mpcc_bind_shapes(g, cx)))
 		return st;
 	if ((st = mpcc_check_ops(g, cx)))

@@ -31,6 +31,8 @@ static const char usage_compile[] =
 	"  -o PLAN                 where to write the plan (required)\n"
 	"  --precision P           fp32 (default), fp16, bf16 or auto\n"
 	"  --shape NAME=DIMS       bind input NAME's shape, e.g. x=1x3x224x224 (repeatable)\n"
+	"  --freeze NAME=FILE.npy  freeze input NAME to this value: the plan is\n"
+	"                          specialised to it (shape-deciding inputs)\n"
 	"  --no-fold               skip constant folding\n"
 	"  --dump-ir               print the graph after the passes to stdout\n"
 	"  -h, --help              this text\n";
@@ -127,11 +129,13 @@ cmd_compile(int argc, char **argv)
 	mpcc_compile_options opts;
 	mpcc_shape_binding shapes[MAX_ARGS];
 	char *shape_names[MAX_ARGS];
+	mpcc_tensor frozen[MAX_ARGS];
 	bool dump_ir = false;
 	int rc = 0;
 
 	mpcc_compile_options_init(&opts);
 	opts.shapes = shapes;
+	opts.frozen = frozen;
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
 		if (is_help(a)) {
@@ -164,6 +168,18 @@ cmd_compile(int argc, char **argv)
 			shape_names[opts.n_shapes] = arg;
 			b->input = shape_names[opts.n_shapes];
 			opts.n_shapes++;
+		} else if (strcmp(a, "--freeze") == 0 && i + 1 < argc) {
+			char *arg = argv[++i], *eq = strchr(arg, '=');
+			if (!eq || eq == arg || opts.n_frozen >= MAX_ARGS)
+				return usage_error(usage_compile, "--freeze wants NAME=FILE.npy, got '%s'", arg);
+			*eq = 0;
+			mpcc_diag d;
+			mpcc_diag_init(&d);
+			mpcc_tensor *t = &frozen[opts.n_frozen];
+			if (mpcc_npy_read_file(eq + 1, t, &d) != MPCC_OK)
+				return fail("--freeze %s: %s", arg, d.msg);
+			t->name = arg;
+			opts.n_frozen++;
 		} else if (strcmp(a, "--no-fold") == 0) {
 			opts.no_fold = true;
 		} else if (strcmp(a, "--dump-ir") == 0) {
@@ -200,10 +216,12 @@ cmd_compile(int argc, char **argv)
 
 	mpcc_context *cx;
 	if (mpcc_context_create(&cx) != MPCC_OK)
-		return fail("out of memory");
-	if (mpcc_compile_file(cx, model, &opts, plan_path) != MPCC_OK)
+		rc = fail("out of memory");
+	else if (mpcc_compile_file(cx, model, &opts, plan_path) != MPCC_OK)
 		rc = fail("%s", mpcc_context_last_error(cx));
 	mpcc_context_destroy(cx);
+	for (int i = 0; i < opts.n_frozen; i++)
+		free(frozen[i].data);
 	return rc;
 }
 

@@ -267,19 +267,19 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(reshape_copies_zero_dims_and_infers_minus_one, setup,
-		                                teardown),
-		cmocka_unit_test_setup_teardown(transpose_default_reverses_dims, setup, teardown),
-		cmocka_unit_test_setup_teardown(transpose_follows_perm, setup, teardown),
-		cmocka_unit_test_setup_teardown(slice_walks_backwards_with_negative_steps, setup,
-		                                teardown),
-		cmocka_unit_test_setup_teardown(gather_wraps_negative_indices, setup, teardown),
-		cmocka_unit_test_setup_teardown(concat_places_inputs_along_the_axis, setup, teardown),
-		cmocka_unit_test_setup_teardown(pad_reflect_mirrors_without_the_edge, setup, teardown),
-		cmocka_unit_test_setup_teardown(resize_nearest_repeats_pixels, setup, teardown),
-		cmocka_unit_test_setup_teardown(resize_linear_half_pixel_interpolates, setup, teardown),
-		cmocka_unit_test_setup_teardown(non_constant_shape_input_is_unsupported, setup,
-		                                teardown),
+	    cmocka_unit_test_setup_teardown(reshape_copies_zero_dims_and_infers_minus_one, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(transpose_default_reverses_dims, setup, teardown),
+	    cmocka_unit_test_setup_teardown(transpose_follows_perm, setup, teardown),
+	    cmocka_unit_test_setup_teardown(slice_walks_backwards_with_negative_steps, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(gather_wraps_negative_indices, setup, teardown),
+	    cmocka_unit_test_setup_teardown(concat_places_inputs_along_the_axis, setup, teardown),
+	    cmocka_unit_test_setup_teardown(pad_reflect_mirrors_without_the_edge, setup, teardown),
+	    cmocka_unit_test_setup_teardown(resize_nearest_repeats_pixels, setup, teardown),
+	    cmocka_unit_test_setup_teardown(resize_linear_half_pixel_interpolates, setup, teardown),
+	    cmocka_unit_test_setup_teardown(non_constant_shape_input_is_unsupported, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

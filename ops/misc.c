@@ -1,0 +1,6 @@
+/* ops/misc.c - placeholder table, replaced by the family's rules. */
+#include "ops/ops.h"
+
+const mpcc_op_rule mpcc_rules_misc[] = {
+	{.op = MPCC_OP_INVALID},
+};
