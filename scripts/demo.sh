@@ -11,8 +11,11 @@ mkdir -p "$OUT"
 
 echo "== compile $M/model.onnx"
 "$B/mpcc" "$M/model.onnx" -o "$OUT/transformer.plan" --dump-ir > "$OUT/ir.txt"
-echo "IR after the passes: $(grep -c ' = ' "$OUT/ir.txt") nodes (full text in $OUT/ir.txt); first lines:"
-head -n 12 "$OUT/ir.txt"
+echo "IR after shape inference, constant folding and dead-code elimination:"
+echo "  $(grep -c '^ *const ' "$OUT/ir.txt") constants, $(grep ' = ' "$OUT/ir.txt" | grep -vc '^ *const') nodes (full text in $OUT/ir.txt)"
+echo "  nodes by op:" $(grep ' = ' "$OUT/ir.txt" | grep -v '^ *const' | sed -E 's/.* = ([A-Za-z]+)\(.*/\1/' | sort | uniq -c | sort -rn | awk '{printf "%s %s, ", $2, $1}')
+echo "  a few nodes:"
+grep ' = ' "$OUT/ir.txt" | grep -v '^ *const' | head -n 6 | cut -c1-150
 echo
 echo "== inspect"
 "$B/mpcc" inspect "$OUT/transformer.plan" | head -n 20
