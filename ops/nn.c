@@ -13,6 +13,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "ops/nn_impl.h"
 #include "ops/ops.h"
 
 /* The dtype matrix products accumulate in for a given operand dtype. */
@@ -63,18 +64,11 @@ load_acc(kir_kernel *k, int buf, int32_t idx, mpcc_dtype acc)
 /*
  * MatMul follows numpy: 1-D operands are promoted (A to [1,K], B to [K,1])
  * and the promoted dim dropped from the result; leading batch dims
- * broadcast. matmul_dims fills the "extended" problem: batch dims, M, K, N.
+ * broadcast. mpcc_nn_matmul_dims fills the "extended" problem: batch dims, M, K, N.
  */
-typedef struct mm_shape {
-	int n_batch;
-	int64_t batch[MPCC_MAX_RANK];
-	int64_t m, k, n;
-	bool a_vec, b_vec;
-} mm_shape;
-
-static mpcc_status
-matmul_dims(const mpcc_value *a, const mpcc_value *b, mm_shape *s, const mpcc_node *node,
-            mpcc_diag *d)
+mpcc_status
+mpcc_nn_matmul_dims(const mpcc_value *a, const mpcc_value *b, mpcc_nn_mm_shape *s,
+                    const mpcc_node *node, mpcc_diag *d)
 {
 	if (a->rank < 1 || b->rank < 1)
 		return mpcc_node_error(d, node, MPCC_ERR_INVALID, "MatMul operands must have rank >= 1");
@@ -111,8 +105,8 @@ infer_matmul(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 	if (a->dtype != b->dtype || !is_numeric(a->dtype))
 		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "operand dtypes %s and %s",
 		                       mpcc_dtype_name(a->dtype), mpcc_dtype_name(b->dtype));
-	mm_shape s;
-	mpcc_status st = matmul_dims(a, b, &s, n, d);
+	mpcc_nn_mm_shape s;
+	mpcc_status st = mpcc_nn_matmul_dims(a, b, &s, n, d);
 	if (st)
 		return st;
 	int64_t dims[MPCC_MAX_RANK + 2];
@@ -132,9 +126,9 @@ infer_matmul(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 /* Linear index of an operand of the extended problem: its batch dims align
  * right against the problem's batch vars (size-1 dims read 0), followed by
  * its two matrix dims (absent for a promoted vector). */
-static int32_t
-mm_index(kir_kernel *k, const mpcc_value *v, int n_batch, const int32_t *bvars, int32_t row,
-         int32_t col, bool vec)
+int32_t
+mpcc_nn_mm_index(kir_kernel *k, const mpcc_value *v, int n_batch, const int32_t *bvars, int32_t row,
+                 int32_t col, bool vec)
 {
 	int32_t idx[MPCC_MAX_RANK];
 	int r = v->rank, nb = vec ? 0 : r - 2;
@@ -157,8 +151,8 @@ lower_matmul(mpcc_lower *lx, int32_t ni)
 	mpcc_graph *g = lx->g;
 	mpcc_node *n = &g->nodes[ni];
 	mpcc_value *a = val(g, n, 0), *b = val(g, n, 1), *y = outv(g, n, 0);
-	mm_shape s;
-	mpcc_status st = matmul_dims(a, b, &s, n, lx->d);
+	mpcc_nn_mm_shape s;
+	mpcc_status st = mpcc_nn_matmul_dims(a, b, &s, n, lx->d);
 	if (st)
 		return st;
 	kir_kernel *k = mpcc_lower_kernel(lx, ni, "");
@@ -179,8 +173,8 @@ lower_matmul(mpcc_lower *lx, int32_t ni)
 		bvars[i] = vars[p++];
 	int32_t mv = s.a_vec ? zero : vars[p++];
 	int32_t nv = s.b_vec ? zero : vars[p++];
-	int32_t ia = mm_index(k, a, s.n_batch, bvars, s.a_vec ? -1 : mv, kv, s.a_vec);
-	int32_t ib = mm_index(k, b, s.n_batch, bvars, kv, s.b_vec ? -1 : nv, s.b_vec);
+	int32_t ia = mpcc_nn_mm_index(k, a, s.n_batch, bvars, s.a_vec ? -1 : mv, kv, s.a_vec);
+	int32_t ib = mpcc_nn_mm_index(k, b, s.n_batch, bvars, kv, s.b_vec ? -1 : nv, s.b_vec);
 	int32_t prod = kir_binary(k, KIR_MUL, load_acc(k, ba, ia, acc), load_acc(k, bb, ib, acc));
 	int64_t red = s.k;
 	kir_stage *stg = kir_stage_add(k, y->rank, y->dims, 1, &red, KIR_RED_SUM, acc, prod);
@@ -290,16 +284,9 @@ lower_gemm(mpcc_lower *lx, int32_t ni)
 /*
  * The sliding-window geometry shared by Conv, ConvTranspose and the pools:
  * per spatial dim the kernel extent, stride, dilation, begin and end padding,
- * input and output sizes. window_geometry reads the attributes, resolves
+ * input and output sizes. mpcc_nn_window_geometry reads the attributes, resolves
  * auto_pad and computes output sizes (ceil_mode for pools).
  */
-typedef struct window {
-	int n_sp;
-	int64_t kernel[MPCC_MAX_RANK], stride[MPCC_MAX_RANK], dil[MPCC_MAX_RANK];
-	int64_t pad_b[MPCC_MAX_RANK], pad_e[MPCC_MAX_RANK];
-	int64_t in[MPCC_MAX_RANK], out[MPCC_MAX_RANK];
-} window;
-
 static mpcc_status
 ints_attr(const mpcc_node *n, const char *name, int count, int64_t *dst, int64_t dflt,
           mpcc_diag *d)
@@ -317,9 +304,9 @@ ints_attr(const mpcc_node *n, const char *name, int count, int64_t *dst, int64_t
 	return MPCC_OK;
 }
 
-static mpcc_status
-window_geometry(const mpcc_node *n, const mpcc_value *x, const int64_t *kernel, bool ceil_mode,
-                window *w, mpcc_diag *d)
+mpcc_status
+mpcc_nn_window_geometry(const mpcc_node *n, const mpcc_value *x, const int64_t *kernel,
+                        bool ceil_mode, mpcc_nn_window *w, mpcc_diag *d)
 {
 	if (x->rank < 3)
 		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "input must have rank >= 3, has %d",
@@ -373,30 +360,30 @@ window_geometry(const mpcc_node *n, const mpcc_value *x, const int64_t *kernel, 
 
 /* Input position along spatial dim i for output var o and kernel var kv,
  * and the predicate "inside the unpadded input". */
-static int32_t
-window_pos(kir_kernel *k, const window *w, int i, int32_t o, int32_t kv)
+int32_t
+mpcc_nn_window_pos(kir_kernel *k, const mpcc_nn_window *w, int i, int32_t o, int32_t kv)
 {
 	int32_t p = kir_iadd(k, kir_imul(k, o, w->stride[i]), kir_imul(k, kv, w->dil[i]));
 	return kir_iadd(k, p, kir_iconst(k, -w->pad_b[i]));
 }
 
-static int32_t
-in_range(kir_kernel *k, int32_t p, int64_t lo, int64_t hi)
+int32_t
+mpcc_nn_in_range(kir_kernel *k, int32_t p, int64_t lo, int64_t hi)
 {
 	int32_t ge = kir_binary(k, KIR_GE, p, kir_iconst(k, lo));
 	int32_t lt = kir_binary(k, KIR_LT, p, kir_iconst(k, hi));
 	return kir_binary(k, KIR_AND, ge, lt);
 }
 
-static int32_t
-and_all(kir_kernel *k, int32_t acc, int32_t c)
+int32_t
+mpcc_nn_and_all(kir_kernel *k, int32_t acc, int32_t c)
 {
 	return acc < 0 ? c : kir_binary(k, KIR_AND, acc, c);
 }
 
 /* A position clamped into [0, n) so a masked-off load stays in bounds. */
-static int32_t
-clamp_pos(kir_kernel *k, int32_t p, int64_t n)
+int32_t
+mpcc_nn_clamp_pos(kir_kernel *k, int32_t p, int64_t n)
 {
 	int32_t lo = kir_binary(k, KIR_MAX, p, kir_iconst(k, 0));
 	return kir_binary(k, KIR_MIN, lo, kir_iconst(k, n > 0 ? n - 1 : 0));
@@ -407,10 +394,10 @@ clamp_pos(kir_kernel *k, int32_t p, int64_t n)
 static const char *const conv_attrs[] = {"auto_pad", "dilations", "group", "kernel_shape",
                                          "pads",     "strides",   NULL};
 
-static mpcc_status
-conv_geometry(mpcc_graph *g, const mpcc_node *n, window *w, mpcc_diag *d)
+mpcc_status
+mpcc_nn_conv_geometry(const mpcc_node *n, const mpcc_value *x, const mpcc_value *wt,
+                      mpcc_nn_window *w, mpcc_diag *d)
 {
-	mpcc_value *x = val(g, n, 0), *wt = val(g, n, 1);
 	if (wt->rank != x->rank)
 		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "W has rank %d, X has rank %d",
 		                       wt->rank, x->rank);
@@ -423,7 +410,13 @@ conv_geometry(mpcc_graph *g, const mpcc_node *n, window *w, mpcc_diag *d)
 			kernel[i] = wt->dims[i + 2];
 		else if (kernel[i] != wt->dims[i + 2])
 			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "kernel_shape disagrees with W");
-	return window_geometry(n, x, kernel, false, w, d);
+	return mpcc_nn_window_geometry(n, x, kernel, false, w, d);
+}
+
+static mpcc_status
+conv_geometry(mpcc_graph *g, const mpcc_node *n, mpcc_nn_window *w, mpcc_diag *d)
+{
+	return mpcc_nn_conv_geometry(n, val(g, n, 0), val(g, n, 1), w, d);
 }
 
 static mpcc_status
@@ -433,7 +426,7 @@ infer_conv(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 	mpcc_value *x = val(g, n, 0), *wt = val(g, n, 1), *b = val(g, n, 2);
 	if (!mpcc_dtype_is_float(x->dtype) || wt->dtype != x->dtype || (b && b->dtype != x->dtype))
 		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "Conv needs float operands of one dtype");
-	window w;
+	mpcc_nn_window w;
 	mpcc_status st = conv_geometry(g, n, &w, d);
 	if (st)
 		return st;
@@ -462,7 +455,7 @@ lower_conv(mpcc_lower *lx, int32_t ni)
 	mpcc_graph *g = lx->g;
 	mpcc_node *n = &g->nodes[ni];
 	mpcc_value *x = val(g, n, 0), *wt = val(g, n, 1), *b = val(g, n, 2), *y = outv(g, n, 0);
-	window w;
+	mpcc_nn_window w;
 	mpcc_status st = conv_geometry(g, n, &w, lx->d);
 	if (st)
 		return st;
@@ -487,10 +480,10 @@ lower_conv(mpcc_lower *lx, int32_t ni)
 	wi[1] = cv;
 	int32_t ok = -1;
 	for (int i = 0; i < sp; i++) {
-		int32_t p = window_pos(k, &w, i, v[2 + i], v[n_par + 1 + i]);
+		int32_t p = mpcc_nn_window_pos(k, &w, i, v[2 + i], v[n_par + 1 + i]);
 		if (w.pad_b[i] || w.pad_e[i] || w.dil[i] > 1) {
-			ok = and_all(k, ok, in_range(k, p, 0, w.in[i]));
-			p = clamp_pos(k, p, w.in[i]);
+			ok = mpcc_nn_and_all(k, ok, mpcc_nn_in_range(k, p, 0, w.in[i]));
+			p = mpcc_nn_clamp_pos(k, p, w.in[i]);
 		}
 		xi[2 + i] = p;
 		wi[2 + i] = v[n_par + 1 + i];
@@ -529,7 +522,7 @@ static const char *const convt_attrs[] = {"auto_pad",       "dilations",    "gro
  * auto_pad says; SAME_UPPER puts the odd one at the end).
  */
 static mpcc_status
-convt_geometry(mpcc_graph *g, const mpcc_node *n, window *w, mpcc_diag *d)
+convt_geometry(mpcc_graph *g, const mpcc_node *n, mpcc_nn_window *w, mpcc_diag *d)
 {
 	mpcc_value *x = val(g, n, 0), *wt = val(g, n, 1);
 	if (x->rank < 3 || wt->rank != x->rank)
@@ -583,7 +576,7 @@ infer_convt(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 	mpcc_value *x = val(g, n, 0), *wt = val(g, n, 1);
 	if (!mpcc_dtype_is_float(x->dtype) || wt->dtype != x->dtype)
 		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "needs float operands of one dtype");
-	window w;
+	mpcc_nn_window w;
 	mpcc_status st = convt_geometry(g, n, &w, d);
 	if (st)
 		return st;
@@ -608,7 +601,7 @@ lower_convt(mpcc_lower *lx, int32_t ni)
 	mpcc_graph *g = lx->g;
 	mpcc_node *n = &g->nodes[ni];
 	mpcc_value *x = val(g, n, 0), *wt = val(g, n, 1), *b = val(g, n, 2), *y = outv(g, n, 0);
-	window w;
+	mpcc_nn_window w;
 	mpcc_status st = convt_geometry(g, n, &w, lx->d);
 	if (st)
 		return st;
@@ -640,11 +633,11 @@ lower_convt(mpcc_lower *lx, int32_t ni)
 			int32_t s = kir_iconst(k, w.stride[i]);
 			int32_t divisible = kir_binary(k, KIR_EQ, kir_binary(k, KIR_FLOORMOD, t, s),
 			                               kir_iconst(k, 0));
-			ok = and_all(k, ok, divisible);
+			ok = mpcc_nn_and_all(k, ok, divisible);
 			q = kir_binary(k, KIR_DIV, t, s);
 		}
-		ok = and_all(k, ok, in_range(k, t, 0, w.in[i] * w.stride[i]));
-		xi[2 + i] = clamp_pos(k, q, w.in[i]);
+		ok = mpcc_nn_and_all(k, ok, mpcc_nn_in_range(k, t, 0, w.in[i] * w.stride[i]));
+		xi[2 + i] = mpcc_nn_clamp_pos(k, q, w.in[i]);
 		wi[2 + i] = kv;
 	}
 	int32_t prod = kir_binary(k, KIR_MUL,
@@ -679,7 +672,7 @@ static const char *const lppool_attrs[] = {"auto_pad", "kernel_shape", "p", "pad
 static const char *const no_attrs[] = {NULL};
 
 static mpcc_status
-pool_geometry(mpcc_graph *g, const mpcc_node *n, window *w, mpcc_diag *d)
+pool_geometry(mpcc_graph *g, const mpcc_node *n, mpcc_nn_window *w, mpcc_diag *d)
 {
 	mpcc_value *x = val(g, n, 0);
 	if (!mpcc_node_attr(n, "kernel_shape"))
@@ -690,7 +683,8 @@ pool_geometry(mpcc_graph *g, const mpcc_node *n, window *w, mpcc_diag *d)
 	mpcc_status st = ints_attr(n, "kernel_shape", x->rank - 2, kernel, 1, d);
 	if (st)
 		return st;
-	return window_geometry(n, x, kernel, mpcc_node_attr_int(n, "ceil_mode", 0) != 0, w, d);
+	return mpcc_nn_window_geometry(n, x, kernel, mpcc_node_attr_int(n, "ceil_mode", 0) != 0, w,
+	                               d);
 }
 
 static mpcc_status
@@ -702,7 +696,7 @@ infer_pool(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 	    !(n->op == MPCC_OP_MAXPOOL && (x->dtype == MPCC_DTYPE_I8 || x->dtype == MPCC_DTYPE_U8)))
 		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "input dtype %s",
 		                       mpcc_dtype_name(x->dtype));
-	window w;
+	mpcc_nn_window w;
 	mpcc_status st = pool_geometry(g, n, &w, d);
 	if (st)
 		return st;
@@ -721,15 +715,15 @@ infer_pool(mpcc_graph *g, int32_t ni, mpcc_diag *d)
  * the admissible range (AveragePool with count_include_pad counts padding).
  */
 static int32_t
-pool_index(kir_kernel *k, const window *w, const mpcc_value *x, const int32_t *v, int n_par,
+pool_index(kir_kernel *k, const mpcc_nn_window *w, const mpcc_value *x, const int32_t *v, int n_par,
            int32_t *ok)
 {
 	int32_t xi[MPCC_MAX_RANK] = {v[0], v[1]};
 	*ok = -1;
 	for (int i = 0; i < w->n_sp; i++) {
-		int32_t p = window_pos(k, w, i, v[2 + i], v[n_par + i]);
-		*ok = and_all(k, *ok, in_range(k, p, 0, w->in[i]));
-		xi[2 + i] = clamp_pos(k, p, w->in[i]);
+		int32_t p = mpcc_nn_window_pos(k, w, i, v[2 + i], v[n_par + i]);
+		*ok = mpcc_nn_and_all(k, *ok, mpcc_nn_in_range(k, p, 0, w->in[i]));
+		xi[2 + i] = mpcc_nn_clamp_pos(k, p, w->in[i]);
 	}
 	return mpcc_lower_linear(k, x->rank, x->dims, xi);
 }
@@ -740,7 +734,7 @@ lower_maxpool(mpcc_lower *lx, int32_t ni)
 	mpcc_graph *g = lx->g;
 	mpcc_node *n = &g->nodes[ni];
 	mpcc_value *x = val(g, n, 0), *y = outv(g, n, 0);
-	window w;
+	mpcc_nn_window w;
 	mpcc_status st = pool_geometry(g, n, &w, lx->d);
 	if (st)
 		return st;
@@ -780,7 +774,7 @@ lower_maxpool(mpcc_lower *lx, int32_t ni)
 	for (int i = w.n_sp - 1; i >= 0; i--) {
 		int32_t kv = kir_binary(k, KIR_REM, kir_binary(k, KIR_DIV, a, kir_iconst(k, inner)),
 		                        kir_iconst(k, w.kernel[i]));
-		pos[i] = window_pos(k, &w, i, v[2 + i], kv);
+		pos[i] = mpcc_nn_window_pos(k, &w, i, v[2 + i], kv);
 		inner *= w.kernel[i];
 	}
 	int32_t flat = kir_iadd(k, kir_imul(k, v[0], x->dims[1]), v[1]);
@@ -808,7 +802,7 @@ lower_avgpool(mpcc_lower *lx, int32_t ni)
 	mpcc_graph *g = lx->g;
 	mpcc_node *n = &g->nodes[ni];
 	mpcc_value *x = val(g, n, 0), *y = outv(g, n, 0);
-	window w;
+	mpcc_nn_window w;
 	mpcc_status st = pool_geometry(g, n, &w, lx->d);
 	if (st)
 		return st;
@@ -829,9 +823,9 @@ lower_avgpool(mpcc_lower *lx, int32_t ni)
 	/* stage 0: vars 0..n_sp-1 are output positions, n_sp.. window offsets */
 	int32_t cnt_ok = -1;
 	for (int i = 0; i < w.n_sp; i++) {
-		int32_t p = window_pos(k, &w, i, v[i], v[w.n_sp + i]);
+		int32_t p = mpcc_nn_window_pos(k, &w, i, v[i], v[w.n_sp + i]);
 		int64_t lo = incl ? -w.pad_b[i] : 0, hi = incl ? w.in[i] + w.pad_e[i] : w.in[i];
-		cnt_ok = and_all(k, cnt_ok, in_range(k, p, lo, hi));
+		cnt_ok = mpcc_nn_and_all(k, cnt_ok, mpcc_nn_in_range(k, p, lo, hi));
 	}
 	int32_t one = kir_select(k, cnt_ok, kir_const_f(k, acc, 1.0), kir_const_f(k, acc, 0.0));
 	kir_stage *s0 = kir_stage_add(k, w.n_sp, sp_out, n_red, w.kernel, KIR_RED_SUM, acc, one);
@@ -858,7 +852,7 @@ lower_lppool(mpcc_lower *lx, int32_t ni)
 	mpcc_graph *g = lx->g;
 	mpcc_node *n = &g->nodes[ni];
 	mpcc_value *x = val(g, n, 0), *y = outv(g, n, 0);
-	window w;
+	mpcc_nn_window w;
 	mpcc_status st = pool_geometry(g, n, &w, lx->d);
 	if (st)
 		return st;
