@@ -65,6 +65,7 @@ kir_kernel_destroy(kir_kernel *k)
 	free(k->bufs);
 	free(k->exprs);
 	free(k->stages);
+	free(k->cover);
 	free(k);
 }
 

@@ -181,6 +181,11 @@ typedef struct kir_kernel {
 	int n_stages, cap_stages;
 	kir_stage *stages;
 	bool failed;      /* an allocation failed while building */
+	/* Graph nodes the kernel computes, set by fusion (codegen/fuse.h) when
+	 * more than `node`; malloc'd, freed with the kernel, not serialised (the
+	 * plan keeps node names in its own section). */
+	int32_t *cover;
+	int n_cover;
 } kir_kernel;
 
 /* Creation. name is truncated to 63 chars and made a C identifier. */

@@ -28,7 +28,9 @@
 #define TAG_KERNELS TAG('K', 'E', 'R', 'N')
 #define TAG_IO TAG('I', 'O', 'U', 'T')
 #define TAG_PRECISION TAG('P', 'R', 'E', 'C')
-#define N_SECTIONS 5
+#define TAG_KNODES TAG('K', 'N', 'O', 'D') /* optional: nodes each kernel covers */
+#define N_SECTIONS 5 /* required sections */
+#define N_WRITTEN 6  /* written: the required ones and KNOD */
 
 static const char plan_magic[8] = {'M', 'P', 'C', 'C', 'P', 'L', 'A', 'N'};
 
@@ -187,6 +189,40 @@ add_tensor(mpcc_plan *p, const mpcc_graph *g, int32_t *map, int32_t v, mpcc_diag
 	return map[v];
 }
 
+/* Per-kernel node names for `mpcc inspect`: the kernel's cover list (set by
+ * fusion) or its single node. */
+static mpcc_status
+kernel_nodes_build(mpcc_plan *p, const mpcc_graph *g)
+{
+	p->kernel_nodes = mpcc_arena_alloc(&p->arena, sizeof(char *) * (size_t)(p->n_kernels + 1));
+	if (!p->kernel_nodes)
+		return MPCC_ERR_NOMEM;
+	for (int k = 0; k < p->n_kernels; k++) {
+		const kir_kernel *kk = p->kernels[k];
+		int n = kk->cover ? kk->n_cover : (kk->node != MPCC_NONE ? 1 : 0);
+		size_t len = 1;
+		for (int i = 0; i < n; i++) {
+			int32_t nd = kk->cover ? kk->cover[i] : kk->node;
+			if (nd >= 0 && nd < g->n_nodes && g->nodes[nd].name)
+				len += strlen(g->nodes[nd].name) + 2;
+		}
+		char *s = mpcc_arena_alloc(&p->arena, len);
+		if (!s)
+			return MPCC_ERR_NOMEM;
+		s[0] = 0;
+		for (int i = 0; i < n; i++) {
+			int32_t nd = kk->cover ? kk->cover[i] : kk->node;
+			if (nd < 0 || nd >= g->n_nodes || !g->nodes[nd].name)
+				continue;
+			if (s[0])
+				strcat(s, ", ");
+			strcat(s, g->nodes[nd].name);
+		}
+		p->kernel_nodes[k] = s;
+	}
+	return MPCC_OK;
+}
+
 /*
  * Why two passes over the weights: the blob is one aligned allocation, so
  * its size (every weight rounded up to 64 bytes) is known before copying.
@@ -308,6 +344,10 @@ mpcc_plan_build(const mpcc_graph *g, mpcc_lower *lx, mpcc_precision precision, m
 	}
 	p->n_kernels = lx->n_kernels;
 	lx->n_kernels = 0;
+	if (kernel_nodes_build(p, g) != MPCC_OK) {
+		mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory building the plan");
+		goto fail;
+	}
 
 	if (plan_finish(p, d) != MPCC_OK)
 		goto fail;
@@ -392,6 +432,19 @@ pad_to(kir_writer *w, size_t a)
 	kir_write_bytes(w, zeros, n);
 }
 
+/* Section KNOD: u32 kernel count, then per kernel u32 length and the bytes
+ * of its ", "-joined node names. */
+static void
+write_knodes(kir_writer *w, const mpcc_plan *p)
+{
+	put_u32(w, (uint32_t)p->n_kernels);
+	for (int k = 0; k < p->n_kernels; k++) {
+		const char *s = p->kernel_nodes ? p->kernel_nodes[k] : "";
+		put_u32(w, (uint32_t)strlen(s));
+		kir_write_bytes(w, s, strlen(s));
+	}
+}
+
 /*
  * Sections are built in separate buffers first so that the section table,
  * which precedes them, can be written with final offsets; the weights come
@@ -400,11 +453,11 @@ pad_to(kir_writer *w, size_t a)
 mpcc_status
 mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag *d)
 {
-	kir_writer sec[N_SECTIONS] = {{0}};
-	static const uint32_t tags[N_SECTIONS] = {TAG_TENSORS, TAG_IO, TAG_PRECISION, TAG_KERNELS,
-	                                          TAG_WEIGHTS};
+	kir_writer sec[N_WRITTEN] = {{0}};
+	static const uint32_t tags[N_WRITTEN] = {TAG_TENSORS, TAG_IO, TAG_PRECISION, TAG_KERNELS,
+	                                         TAG_KNODES, TAG_WEIGHTS};
 	kir_writer w = {0};
-	uint64_t off[N_SECTIONS];
+	uint64_t off[N_WRITTEN];
 	bool failed = false;
 
 	*out = NULL;
@@ -413,10 +466,11 @@ mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag 
 	write_io(&sec[1], p);
 	put_u32(&sec[2], (uint32_t)p->precision);
 	write_kernels(&sec[3], p);
-	kir_write_bytes(&sec[4], p->weights, p->weights_size);
+	write_knodes(&sec[4], p);
+	kir_write_bytes(&sec[5], p->weights, p->weights_size);
 
-	size_t pos = align_up(HEADER_SIZE + SECTION_ENTRY * N_SECTIONS, 8);
-	for (int i = 0; i < N_SECTIONS; i++) {
+	size_t pos = align_up(HEADER_SIZE + SECTION_ENTRY * N_WRITTEN, 8);
+	for (int i = 0; i < N_WRITTEN; i++) {
 		if (tags[i] == TAG_WEIGHTS)
 			pos = align_up(pos, WEIGHT_ALIGN);
 		off[i] = pos;
@@ -426,13 +480,13 @@ mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag 
 
 	uint8_t header[HEADER_SIZE] = {0};
 	kir_write_bytes(&w, header, HEADER_SIZE);
-	for (int i = 0; i < N_SECTIONS; i++) {
+	for (int i = 0; i < N_WRITTEN; i++) {
 		put_u32(&w, tags[i]);
 		put_u32(&w, 0);
 		put_u64(&w, off[i]);
 		put_u64(&w, sec[i].size);
 	}
-	for (int i = 0; i < N_SECTIONS; i++) {
+	for (int i = 0; i < N_WRITTEN; i++) {
 		pad_to(&w, tags[i] == TAG_WEIGHTS ? WEIGHT_ALIGN : 8);
 		kir_write_bytes(&w, sec[i].data, sec[i].size);
 		free(sec[i].data);
@@ -447,7 +501,7 @@ mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag 
 	kir_writer h = {0};
 	kir_write_bytes(&h, plan_magic, 8);
 	put_u32(&h, MPCC_PLAN_VERSION);
-	put_u32(&h, N_SECTIONS);
+	put_u32(&h, N_WRITTEN);
 	put_u64(&h, fnv1a64(w.data + HEADER_SIZE, w.size - HEADER_SIZE));
 	put_u64(&h, w.size);
 	if (h.failed) {
@@ -708,6 +762,36 @@ read_kernels(mpcc_plan *p, reader *r, mpcc_diag *d)
 	return MPCC_OK;
 }
 
+/* Section KNOD (see write_knodes); optional, but checked when present. */
+static mpcc_status
+read_knodes(mpcc_plan *p, reader *r, mpcc_diag *d)
+{
+	uint32_t n = get_u32(r);
+
+	if (r->short_read || n != (uint32_t)p->n_kernels)
+		return bad(d, "section 'KNOD': kernel count does not match 'KERN'");
+	p->kernel_nodes = mpcc_arena_alloc(&p->arena, sizeof(char *) * ((size_t)n + 1));
+	if (!p->kernel_nodes)
+		return mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory loading the plan");
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t len = get_u32(r);
+		const uint8_t *b = r->short_read ? NULL : get_bytes(r, len);
+		if (!b)
+			return bad(d, "section 'KNOD': kernel %u names out of bounds", k);
+		char *s = mpcc_arena_alloc(&p->arena, (size_t)len + 1);
+		if (!s)
+			return mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory loading the plan");
+		memcpy(s, b, len);
+		s[len] = 0;
+		if (strlen(s) != len)
+			return bad(d, "section 'KNOD': kernel %u names hold a NUL byte", k);
+		p->kernel_nodes[k] = s;
+	}
+	if (r->pos != r->size)
+		return bad(d, "section 'KNOD': %zu trailing bytes", r->size - r->pos);
+	return MPCC_OK;
+}
+
 static const char *
 tag_name(uint32_t tag, char buf[5])
 {
@@ -730,10 +814,10 @@ mpcc_plan_deserialize(const void *buf, size_t size, mpcc_plan **out, mpcc_diag *
 {
 	const uint8_t *b = buf;
 	reader hr = {b, size, 0, false};
-	reader sec[N_SECTIONS];
-	static const uint32_t tags[N_SECTIONS] = {TAG_WEIGHTS, TAG_TENSORS, TAG_IO, TAG_PRECISION,
-	                                          TAG_KERNELS};
-	bool found[N_SECTIONS] = {false};
+	reader sec[N_WRITTEN];
+	static const uint32_t tags[N_WRITTEN] = {TAG_WEIGHTS, TAG_TENSORS, TAG_IO, TAG_PRECISION,
+	                                         TAG_KERNELS, TAG_KNODES};
+	bool found[N_WRITTEN] = {false};
 	mpcc_plan *p;
 	char tn[5];
 
@@ -769,7 +853,7 @@ mpcc_plan_deserialize(const void *buf, size_t size, mpcc_plan **out, mpcc_diag *
 		uint32_t tag = get_u32(&hr), zero = get_u32(&hr);
 		uint64_t off = get_u64(&hr), len = get_u64(&hr);
 		int slot = -1;
-		for (int k = 0; k < N_SECTIONS; k++)
+		for (int k = 0; k < N_WRITTEN; k++)
 			if (tags[k] == tag)
 				slot = k;
 		if (zero != 0)
@@ -812,7 +896,8 @@ mpcc_plan_deserialize(const void *buf, size_t size, mpcc_plan **out, mpcc_diag *
 		goto fail;
 	}
 	p->precision = (mpcc_precision)prec;
-	if (read_kernels(p, &sec[4], d) != MPCC_OK || plan_finish(p, d) != MPCC_OK)
+	if (read_kernels(p, &sec[4], d) != MPCC_OK ||
+	    (found[5] && read_knodes(p, &sec[5], d) != MPCC_OK) || plan_finish(p, d) != MPCC_OK)
 		goto fail;
 	*out = p;
 	return MPCC_OK;

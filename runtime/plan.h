@@ -44,6 +44,9 @@ struct mpcc_plan {
 	mpcc_tensor *output_desc;
 	int n_kernels;
 	kir_kernel **kernels;     /* schedule order */
+	/* Per kernel, the ONNX node names it covers joined by ", " (optional
+	 * section KNOD; NULL when the plan has none). Arena-allocated. */
+	char **kernel_nodes;
 	uint8_t *weights;         /* 64-byte aligned blob */
 	size_t weights_size;
 	mpcc_precision precision;
