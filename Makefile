@@ -22,6 +22,9 @@ demo: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)
 
+bench: build
+	@bash bench/run.sh $(BUILD)
+
 conformance: build
 	@bash scripts/conformance-table.sh $(BUILD)
 

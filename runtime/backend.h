@@ -22,5 +22,6 @@ typedef struct mpcc_backend {
 
 extern const mpcc_backend mpcc_backend_cpu;    /* LLVM JIT (codegen/llvm) */
 extern const mpcc_backend mpcc_backend_interp; /* kernel IR interpreter, the reference */
+extern const mpcc_backend mpcc_backend_cuda;   /* NVRTC + driver API (runtime/backend_cuda.c) */
 
 #endif

@@ -1,21 +1,67 @@
 /*
  * backend_cpu.c - the CPU backend: the plan's kernels compiled by the LLVM
- * JIT (codegen/llvm) and run on the calling thread.
+ * JIT (codegen/llvm) and run on a per-session thread pool.
  *
- * prepare() compiles every kernel of the plan into one JIT module; run_kernel()
- * calls the kernel's stages in order, each over its whole parallel dim 0. The
- * stage functions take a [begin, end) range so a thread pool can later split
- * dim 0 without recompiling.
+ * prepare() compiles every kernel of the plan into one JIT module and starts
+ * the pool (runtime/threadpool.h; MPCC_NUM_THREADS or the CPU count).
+ * run_kernel() calls the kernel's stages in order; each stage function takes
+ * a [begin, end) range of its leading parallel dims (codegen/llvm/jit.h),
+ * which the pool splits into chunks. Every point of a stage is computed by
+ * exactly one thread, with the same code as a serial run, so results do not
+ * depend on the thread count. Stages marked serial and stages too small to
+ * repay a dispatch run inline.
  */
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "codegen/llvm/jit.h"
 #include "runtime/backend.h"
+#include "runtime/threadpool.h"
+
+/* Estimated scalar operations below which a stage runs inline: a dispatch
+ * costs a few microseconds, about this much work on one core. */
+#define PAR_MIN_WORK (1 << 15)
+/* Chunks per thread: a little slack for uneven progress, few enough that
+ * claiming chunks stays cheap. */
+#define CHUNKS_PER_THREAD 4
 
 typedef struct cpu_state {
 	const mpcc_plan *plan; /* outlives the state: sessions die before their plan */
 	mpcc_jit *jit;
+	mpcc_threadpool *pool;
 } cpu_state;
+
+typedef struct stage_call {
+	mpcc_stage_fn fn;
+	void **bufs;
+} stage_call;
+
+static void
+call_stage(void *ctx, int64_t begin, int64_t end)
+{
+	stage_call *c = ctx;
+
+	c->fn(c->bufs, begin, end);
+}
+
+/*
+ * Why a rough estimate is enough: it only decides whether a stage is worth
+ * waking the workers for. Points times reduction points times the size of
+ * the expression pool (an upper bound on the work per point), saturated.
+ */
+static int64_t
+stage_work(const kir_kernel *k, const kir_stage *st)
+{
+	int64_t w = k->n_exprs > 0 ? k->n_exprs : 1;
+
+	for (int p = 0; p < st->n_par; p++)
+		if (__builtin_mul_overflow(w, st->par_ext[p], &w))
+			return INT64_MAX;
+	for (int r = 0; r < st->n_red; r++)
+		if (__builtin_mul_overflow(w, st->red_ext[r], &w))
+			return INT64_MAX;
+	return w;
+}
 
 static mpcc_status
 cpu_prepare(const mpcc_plan *plan, void **out_state, mpcc_diag *d) {
@@ -32,6 +78,12 @@ cpu_prepare(const mpcc_plan *plan, void **out_state, mpcc_diag *d) {
 		free(s);
 		return st;
 	}
+	st = mpcc_threadpool_create(mpcc_threadpool_default_size(), &s->pool);
+	if (st != MPCC_OK) {
+		mpcc_jit_destroy(s->jit);
+		free(s);
+		return mpcc_diag_error(d, st, "cpu backend: cannot start the thread pool");
+	}
 	*out_state = s;
 	return MPCC_OK;
 }
@@ -47,14 +99,22 @@ cpu_run_kernel(void *state, int kernel, void **bufs, mpcc_diag *d) {
 	for (int i = 0; i < k->n_stages; i++) {
 		const kir_stage *st = &k->stages[i];
 		mpcc_stage_fn fn = mpcc_jit_stage(s->jit, kernel, i);
-		int64_t end = st->n_par > 0 ? st->par_ext[0] : 1;
+		int64_t end = mpcc_jit_stage_range(st);
 
 		if (!fn)
 			return mpcc_diag_error(d, MPCC_ERR_INTERNAL,
 			                       "cpu backend: kernel %s stage %d not compiled",
 			                       k->name, i);
-		if (end > 0)
+		if (end <= 0)
+			continue;
+		int n_thr = mpcc_threadpool_size(s->pool);
+		if (st->serial || n_thr <= 1 || end == 1 || stage_work(k, st) < PAR_MIN_WORK) {
 			fn(bufs, 0, end);
+		} else {
+			stage_call c = {fn, bufs};
+			int64_t chunk = end / ((int64_t)n_thr * CHUNKS_PER_THREAD);
+			mpcc_threadpool_for(s->pool, end, chunk > 0 ? chunk : 1, call_stage, &c);
+		}
 	}
 	return MPCC_OK;
 }
@@ -65,6 +125,7 @@ cpu_release(void *state) {
 
 	if (!s)
 		return;
+	mpcc_threadpool_destroy(s->pool);
 	mpcc_jit_destroy(s->jit);
 	free(s);
 }

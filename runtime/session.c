@@ -3,11 +3,11 @@
  * binding inputs, running the schedule and handing out outputs.
  *
  * At creation everything a run needs is allocated and wired: one 64-byte
- * aligned block holds every tensor that is neither an input nor a weight
- * (each at its own aligned offset; liveness-based reuse comes with the memory
- * planning pass), each input has its own buffer, each kernel's TEMP buffers
- * are allocated once, and for every kernel the array of buffer pointers the
- * backend receives is precomputed. mpcc_session_run therefore allocates
+ * aligned block holds the graph outputs (each at its own offset) followed by
+ * the arena in which runtime/memplan.c places every other intermediate and
+ * every kernel's TEMP buffers by liveness; each input has its own buffer,
+ * and for every kernel the array of buffer pointers the backend receives is
+ * precomputed. mpcc_session_run therefore allocates
  * nothing and only walks the schedule.
  *
  * Errors are reported to the context the session was created with, which
@@ -19,6 +19,7 @@
 
 #include "runtime/api_internal.h"
 #include "runtime/backend.h"
+#include "runtime/memplan.h"
 
 #define ALIGN 64
 
@@ -32,8 +33,6 @@ struct mpcc_session {
 	uint8_t **input_buf; /* per plan input */
 	bool *input_set;
 	void ***kbufs;       /* per kernel: one pointer per buffer */
-	void **temps;        /* every TEMP allocation, to free */
-	int n_temps;
 };
 
 static size_t
@@ -63,9 +62,6 @@ mpcc_session_destroy(mpcc_session *s)
 		for (int k = 0; k < s->plan->n_kernels; k++)
 			free(s->kbufs[k]);
 	free(s->kbufs);
-	for (int i = 0; i < s->n_temps; i++)
-		free(s->temps[i]);
-	free(s->temps);
 	if (s->input_buf)
 		for (int i = 0; i < s->plan->n_inputs; i++)
 			free(s->input_buf[i]);
@@ -83,6 +79,8 @@ find_backend(const char *name)
 		return &mpcc_backend_cpu;
 	if (strcmp(name, "interp") == 0)
 		return &mpcc_backend_interp;
+	if (strcmp(name, "cuda") == 0)
+		return &mpcc_backend_cuda;
 	return NULL;
 }
 
@@ -96,8 +94,9 @@ static mpcc_status
 lay_out(mpcc_session *s, mpcc_diag *d)
 {
 	const mpcc_plan *p = s->plan;
-	size_t total = 0;
-	int n_temps = 0;
+	size_t total = 0, arena;
+	mpcc_memplan mp = {0};
+	mpcc_status st;
 
 	s->tensor_ptr = calloc((size_t)p->n_tensors + 1, sizeof(void *));
 	s->input_buf = calloc((size_t)p->n_inputs + 1, sizeof(uint8_t *));
@@ -105,6 +104,9 @@ lay_out(mpcc_session *s, mpcc_diag *d)
 	s->kbufs = calloc((size_t)p->n_kernels + 1, sizeof(void **));
 	if (!s->tensor_ptr || !s->input_buf || !s->input_set || !s->kbufs)
 		goto nomem;
+	st = mpcc_memplan_build(p, &mp);
+	if (st != MPCC_OK)
+		return mpcc_diag_error(d, st, "cannot plan the session's working memory");
 	for (int i = 0; i < p->n_inputs; i++) {
 		const mpcc_plan_tensor *t = &p->tensors[p->inputs[i]];
 		s->input_buf[i] = alloc_aligned(t->t.nbytes);
@@ -114,13 +116,16 @@ lay_out(mpcc_session *s, mpcc_diag *d)
 	}
 	for (int i = 0; i < p->n_tensors; i++) {
 		const mpcc_plan_tensor *t = &p->tensors[i];
-		if (t->flags & (MPCC_TENSOR_INPUT | MPCC_TENSOR_WEIGHT))
+		if ((t->flags & (MPCC_TENSOR_INPUT | MPCC_TENSOR_WEIGHT)) || mp.tensor_off[i] >= 0)
 			continue;
 		if (total + align_up(t->t.nbytes) < total)
 			goto nomem;
 		total += align_up(t->t.nbytes);
 	}
-	s->block = alloc_aligned(total);
+	arena = total;
+	if (total + mp.arena_size < total)
+		goto nomem;
+	s->block = alloc_aligned(total + mp.arena_size);
 	if (!s->block)
 		goto nomem;
 	total = 0;
@@ -128,19 +133,16 @@ lay_out(mpcc_session *s, mpcc_diag *d)
 		const mpcc_plan_tensor *t = &p->tensors[i];
 		if (t->flags & MPCC_TENSOR_WEIGHT) {
 			s->tensor_ptr[i] = p->weights + t->offset;
+		} else if (mp.tensor_off[i] >= 0) {
+			s->tensor_ptr[i] = s->block + arena + mp.tensor_off[i];
 		} else if (!(t->flags & MPCC_TENSOR_INPUT)) {
 			s->tensor_ptr[i] = s->block + total;
 			total += align_up(t->t.nbytes);
 		}
 	}
-	for (int k = 0; k < p->n_kernels; k++)
-		for (int b = 0; b < p->kernels[k]->n_bufs; b++)
-			n_temps += p->kernels[k]->bufs[b].kind == KIR_BUF_TEMP;
-	s->temps = calloc((size_t)n_temps + 1, sizeof(void *));
-	if (!s->temps)
-		goto nomem;
 	for (int k = 0; k < p->n_kernels; k++) {
 		const kir_kernel *kk = p->kernels[k];
+		int t = mp.temp_first[k];
 		s->kbufs[k] = calloc((size_t)kk->n_bufs + 1, sizeof(void *));
 		if (!s->kbufs[k])
 			goto nomem;
@@ -150,17 +152,13 @@ lay_out(mpcc_session *s, mpcc_diag *d)
 				s->kbufs[k][b] = s->tensor_ptr[buf->value];
 				continue;
 			}
-			size_t esz = mpcc_dtype_size(buf->dtype), n;
-			if (buf->n_elems < 0 || __builtin_mul_overflow((size_t)buf->n_elems, esz, &n))
-				goto nomem;
-			s->temps[s->n_temps] = alloc_aligned(n);
-			if (!s->temps[s->n_temps])
-				goto nomem;
-			s->kbufs[k][b] = s->temps[s->n_temps++];
+			s->kbufs[k][b] = s->block + arena + mp.temp_off[t++];
 		}
 	}
+	mpcc_memplan_fini(&mp);
 	return MPCC_OK;
 nomem:
+	mpcc_memplan_fini(&mp);
 	return mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory for the session's working memory");
 }
 
@@ -176,8 +174,8 @@ mpcc_session_create(mpcc_context *cx, const mpcc_plan *plan, const char *backend
 	mpcc_diag_init(&d);
 	const mpcc_backend *be = find_backend(backend);
 	if (!be) {
-		mpcc_diag_error(&d, MPCC_ERR_INVALID, "unknown backend '%s' (choices: cpu, interp)",
-		                backend);
+		mpcc_diag_error(&d, MPCC_ERR_INVALID,
+		                "unknown backend '%s' (choices: cpu, interp, cuda)", backend);
 		return mpcc_context_fail(cx, &d, MPCC_ERR_INVALID);
 	}
 	s = calloc(1, sizeof(*s));

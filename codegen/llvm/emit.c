@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "codegen/llvm/emit.h"
+#include "codegen/llvm/jit.h"
 
 typedef struct loop {
 	LLVMBasicBlockRef header, exit;
@@ -889,11 +890,225 @@ emit_store(emitter *e, const kir_store *s) {
 	return MPCC_OK;
 }
 
+/* Points of the innermost parallel dim a blocked reduction computes at once:
+ * BLOCK_WIDE when an operand is contiguous in that dim (one vector load per
+ * reduction step), else BLOCK (strided operands: independent chains only). */
+#define BLOCK 8
+#define BLOCK_WIDE 16
+
 /*
- * One stage as one function. Dim 0 runs over [begin, min(end, extent)) so a
- * caller may split it across threads; a stage without parallel dims runs
- * its body once for the range [0, 1). Allocas sit in the entry block, where
- * mem2reg expects them.
+ * The coefficient of var v in index expression x when x is an affine sum of
+ * vars and constants (as index maps usually are); -1 when it is not or when
+ * the walk gets deep.
+ */
+static int64_t
+coef_of(const kir_kernel *k, int32_t x, int v, int depth) {
+	const kir_expr *e;
+	int64_t a, b;
+
+	if (x < 0 || x >= k->n_exprs || depth > 32)
+		return -1;
+	e = &k->exprs[x];
+	switch (e->op) {
+	case KIR_CONST:
+		return 0;
+	case KIR_VAR:
+		return e->a == v;
+	case KIR_ADD:
+		a = coef_of(k, e->a, v, depth + 1);
+		b = coef_of(k, e->b, v, depth + 1);
+		return a < 0 || b < 0 ? -1 : a + b;
+	case KIR_MUL:
+		if (k->exprs[e->b].op == KIR_CONST) {
+			a = coef_of(k, e->a, v, depth + 1);
+			return a < 0 || k->exprs[e->b].imm.i < 0 ? -1 : a * k->exprs[e->b].imm.i;
+		}
+		if (k->exprs[e->a].op == KIR_CONST) {
+			b = coef_of(k, e->b, v, depth + 1);
+			return b < 0 || k->exprs[e->a].imm.i < 0 ? -1 : b * k->exprs[e->a].imm.i;
+		}
+		return -1;
+	default:
+		return -1;
+	}
+}
+
+/*
+ * Whether any expression a stage evaluates loads a buffer the stage stores
+ * to. Blocking evaluates several points' reductions before their stores, so a
+ * stage that reads its own output must keep one point at a time.
+ */
+static bool
+stage_reads_own_stores(emitter *e, const kir_stage *st) {
+	const kir_kernel *k = e->k;
+	int32_t top = st->red_value;
+	bool hit = false;
+
+	for (int s = 0; s < st->n_store; s++) {
+		top = st->store[s].index > top ? st->store[s].index : top;
+		top = st->store[s].value > top ? st->store[s].value : top;
+	}
+	if (top < 0 || top >= k->n_exprs)
+		return true;
+	memset(e->mark, 0, (size_t)top + 1);
+	if (st->red_value >= 0)
+		e->mark[st->red_value] = 1;
+	for (int s = 0; s < st->n_store; s++) {
+		if (st->store[s].index < 0 || st->store[s].value < 0)
+			return true;
+		e->mark[st->store[s].index] = e->mark[st->store[s].value] = 1;
+	}
+	for (int32_t i = top; i >= 0 && !hit; i--) {
+		const kir_expr *x = &k->exprs[i];
+		int32_t ops[3] = {x->a, x->b, x->c};
+		unsigned m = operand_mask(x);
+
+		if (!e->mark[i])
+			continue;
+		for (int s = 0; x->op == KIR_LOAD && s < st->n_store; s++)
+			hit |= x->a == st->store[s].buf;
+		for (int j = 0; j < 3; j++)
+			if ((m & (1u << j)) && ops[j] >= 0 && ops[j] < i)
+				e->mark[ops[j]] = 1;
+	}
+	return hit;
+}
+
+/*
+ * Why reductions are blocked: a matrix product or convolution lowers to a
+ * loop nest whose innermost loop is the reduction, one accumulator per
+ * output point, which LLVM cannot vectorise without reassociating the sum
+ * (forbidden: results must match the interpreter bit for bit). Computing
+ * a block of neighbouring points of the innermost parallel dim together,
+ * with the reduction loops outside and one accumulator per point inside,
+ * keeps every point's own summation order while giving the SLP vectoriser
+ * independent lanes (contiguous loads where the operand's index is unit
+ * stride in that dim). Only plain folds (SUM, PROD, MAX, MIN) with no
+ * stored buffer read back qualify; ARG* keep the scalar path.
+ */
+static int
+block_width(emitter *e, const kir_stage *st) {
+	kir_red r = st->red_op;
+	int inner = st->n_par - 1;
+
+	if (st->n_par < 1 || st->n_red < 1 || st->par_ext[inner] < BLOCK ||
+	    !(r == KIR_RED_SUM || r == KIR_RED_PROD || r == KIR_RED_MAX || r == KIR_RED_MIN) ||
+	    stage_reads_own_stores(e, st))
+		return 0;
+	if (st->par_ext[inner] < BLOCK_WIDE)
+		return BLOCK;
+	for (int32_t i = 0; i <= st->red_value; i++)
+		if (e->k->exprs[i].op == KIR_LOAD && coef_of(e->k, e->k->exprs[i].b, inner, 0) == 1)
+			return BLOCK_WIDE;
+	return BLOCK;
+}
+
+/* A counted loop's latch with step `step` (loop_close steps by 1). */
+static void
+loop_close_by(emitter *e, loop *l, int64_t step) {
+	LLVMValueRef next = LLVMBuildNSWAdd(e->b, l->iv, ci64(e, step), "");
+	LLVMBasicBlockRef cur = LLVMGetInsertBlock(e->b);
+
+	LLVMBuildBr(e->b, l->header);
+	LLVMAddIncoming(l->iv, &next, &cur, 1);
+	LLVMPositionBuilderAtEnd(e->b, l->exit);
+}
+
+/*
+ * n_blk points starting at var `inner` = base: accumulators reset, the
+ * reduction loops opened once, each point's value folded into its own
+ * accumulator in the scalar path's order, then each point's stores in
+ * point order.
+ */
+static mpcc_status
+emit_block(emitter *e, const kir_stage *st, int n_blk, LLVMValueRef base,
+           LLVMValueRef *acc_p) {
+	int inner = st->n_par - 1;
+	kir_red red = st->red_op;
+	mpcc_dtype t = st->acc_dtype;
+	kir_op op = red == KIR_RED_SUM    ? KIR_ADD
+	            : red == KIR_RED_PROD ? KIR_MUL
+	            : red == KIR_RED_MAX  ? KIR_MAX
+	                                  : KIR_MIN;
+	LLVMValueRef init = red_init(e, red, t);
+	loop lp[KIR_MAX_DIMS];
+
+	if (!init)
+		return fail(e, MPCC_ERR_UNSUPPORTED, "kernel %s: reduction on dtype %d", e->k->name,
+		            t);
+	for (int w = 0; w < n_blk; w++)
+		LLVMBuildStore(e->b, init, acc_p[w]);
+	clear_cache(e);
+	for (int r = 0; r < st->n_red; r++)
+		e->vars[st->n_par + r] = loop_open(e, &lp[r], ci64(e, 0), ci64(e, st->red_ext[r]));
+	for (int w = 0; w < n_blk; w++) {
+		LLVMValueRef v, acc;
+
+		clear_cache(e);
+		e->vars[inner] = LLVMBuildNSWAdd(e->b, base, ci64(e, w), "");
+		if (!(v = emit_expr(e, st->red_value)))
+			return e->st;
+		acc = LLVMBuildLoad2(e->b, reg_type(e, t), acc_p[w], "");
+		acc = is_f(t) ? binary_float(e, op, t, acc, v) : binary_int(e, op, t, acc, v);
+		if (!acc)
+			return fail(e, MPCC_ERR_UNSUPPORTED, "kernel %s: reduction %d on dtype %d",
+			            e->k->name, red, t);
+		LLVMBuildStore(e->b, acc, acc_p[w]);
+	}
+	for (int r = st->n_red - 1; r >= 0; r--) {
+		loop_close(e, &lp[r]);
+		e->vars[st->n_par + r] = NULL;
+	}
+	for (int w = 0; w < n_blk; w++) {
+		clear_cache(e);
+		e->vars[inner] = LLVMBuildNSWAdd(e->b, base, ci64(e, w), "");
+		e->acc = LLVMBuildLoad2(e->b, reg_type(e, t), acc_p[w], "");
+		for (int s = 0; s < st->n_store; s++)
+			if (emit_store(e, &st->store[s]))
+				return e->st;
+	}
+	clear_cache(e);
+	e->acc = NULL;
+	return MPCC_OK;
+}
+
+/*
+ * Why the split range may cover several dims: with a batch of 1, dim 0 has
+ * one point and a thread pool splitting it would find nothing to share. The
+ * leading dims are flattened until the range has SPLIT_MIN points, but the
+ * innermost parallel dim is never folded in, so it stays a plain loop that
+ * LLVM can vectorise; the div/mod that recovers the flattened vars runs once
+ * per row.
+ */
+#define SPLIT_MIN 64
+
+int
+mpcc_jit_split_dims(const kir_stage *st) {
+	int m = 1;
+	int64_t r;
+
+	if (st->n_par <= 1)
+		return st->n_par > 0 ? 1 : 0;
+	r = st->par_ext[0];
+	while (m < st->n_par - 1 && r < SPLIT_MIN)
+		r *= st->par_ext[m++];
+	return m;
+}
+
+int64_t
+mpcc_jit_stage_range(const kir_stage *st) {
+	int64_t r = 1;
+
+	for (int p = 0; p < mpcc_jit_split_dims(st); p++)
+		r *= st->par_ext[p];
+	return r;
+}
+
+/*
+ * One stage as one function. Its split range (mpcc_jit_split_dims) runs over
+ * [begin, min(end, range)) so a caller may split it across threads; a stage
+ * without parallel dims runs its body once for the range [0, 1). Allocas sit
+ * in the entry block, where mem2reg expects them.
  */
 static mpcc_status
 emit_stage(emitter *e, int si) {
@@ -902,9 +1117,11 @@ emit_stage(emitter *e, int si) {
 	char name[96];
 	LLVMTypeRef params[3] = {LLVMPointerType(e->t_ptr, 0), e->t_i64, e->t_i64};
 	LLVMTypeRef fty = LLVMFunctionType(e->t_void, params, 3, 0);
-	LLVMValueRef fn, begin, end, hi, acc_p = NULL, best_p = NULL;
-	loop lp[KIR_MAX_DIMS];
+	LLVMValueRef fn, begin, end, hi, acc_p = NULL, best_p = NULL, blk_p[BLOCK_WIDE];
+	loop lp[KIR_MAX_DIMS], blk;
+	int n_blk;
 	int n_outer = st->n_par > 0 ? st->n_par : 1;
+	int split = mpcc_jit_split_dims(st);
 
 	if (st->n_par < 0 || st->n_par > KIR_MAX_DIMS || st->n_red < 0 ||
 	    st->n_red > KIR_MAX_DIMS || st->n_store < 0 || st->n_store > KIR_MAX_STORES ||
@@ -943,28 +1160,51 @@ emit_stage(emitter *e, int si) {
 		    e->b, is_arg(st->red_op) ? e->t_i64 : reg_type(e, st->acc_dtype), "acc");
 		best_p = LLVMBuildAlloca(e->b, reg_type(e, vt), "best");
 	}
+	n_blk = block_width(e, st);
+	for (int w = 0; w < n_blk; w++)
+		blk_p[w] = LLVMBuildAlloca(e->b, reg_type(e, st->acc_dtype), "blk");
 	memset(e->vars, 0, sizeof(e->vars));
 	e->acc = NULL;
 	clear_cache(e);
 
 	begin = LLVMGetParam(fn, 1);
 	end = LLVMGetParam(fn, 2);
-	hi = ci64(e, st->n_par > 0 ? st->par_ext[0] : 1);
+	hi = ci64(e, mpcc_jit_stage_range(st));
 	end = LLVMBuildSelect(e->b, LLVMBuildICmp(e->b, LLVMIntSLT, end, hi, ""), end, hi, "");
-	for (int p = 0; p < n_outer; p++) {
-		LLVMValueRef lo = p == 0 ? begin : ci64(e, 0);
-		LLVMValueRef h = p == 0 ? end : ci64(e, st->par_ext[p]);
-		LLVMValueRef iv = loop_open(e, &lp[p], lo, h);
+	for (int p = split > 0 ? split - 1 : 0; p < n_outer; p++) {
+		LLVMValueRef lo = p == 0 || p < split ? begin : ci64(e, 0);
+		LLVMValueRef h = p == 0 || p < split ? end : ci64(e, st->par_ext[p]);
+		LLVMValueRef iv;
 
-		if (st->n_par > 0)
+		if (n_blk > 0 && p == st->n_par - 1) {
+			/* n_blk points at a time while they fit, then the scalar rest */
+			LLVMValueRef last = LLVMBuildNSWSub(e->b, h, ci64(e, n_blk - 1), "");
+			loop_open(e, &blk, lo, last);
+			if (emit_block(e, st, n_blk, blk.iv, blk_p))
+				return e->st;
+			loop_close_by(e, &blk, n_blk);
+			lo = blk.iv;
+		}
+		iv = loop_open(e, &lp[p], lo, h);
+
+		if (p < split && split > 1) {
+			/* recover the flattened vars from the row index, innermost first */
+			for (int q = split - 1; q >= 0; q--) {
+				LLVMValueRef ext = ci64(e, st->par_ext[q]);
+				e->vars[q] = q > 0 ? LLVMBuildURem(e->b, iv, ext, "") : iv;
+				if (q > 0)
+					iv = LLVMBuildUDiv(e->b, iv, ext, "");
+			}
+		} else if (st->n_par > 0) {
 			e->vars[p] = iv;
+		}
 	}
 	if (st->red_op != KIR_RED_NONE && emit_reduction(e, st, acc_p, best_p))
 		return e->st;
 	for (int s = 0; s < st->n_store; s++)
 		if (emit_store(e, &st->store[s]))
 			return e->st;
-	for (int p = n_outer - 1; p >= 0; p--)
+	for (int p = n_outer - 1; p >= (split > 0 ? split - 1 : 0); p--)
 		loop_close(e, &lp[p]);
 	LLVMBuildRetVoid(e->b);
 	return MPCC_OK;

@@ -137,7 +137,7 @@ run_exec(run *r) {
 		const kir_stage *st = &r->k->stages[s];
 		mpcc_stage_fn fn = mpcc_jit_stage(j, 0, s);
 		assert_non_null(fn);
-		fn((void **)r->jit, 0, st->n_par > 0 ? st->par_ext[0] : 1);
+		fn((void **)r->jit, 0, mpcc_jit_stage_range(st));
 	}
 	assert_null(mpcc_jit_stage(j, 0, r->k->n_stages));
 	mpcc_jit_destroy(j);
