@@ -96,12 +96,21 @@ typedef struct mpcc_compile_options {
 	const mpcc_shape_binding *shapes; /* n_shapes bindings, may be NULL */
 	int n_shapes;
 	bool no_fold; /* skip constant folding (for testing) */
+	bool no_fuse; /* skip kernel fusion (for testing) */
 	/* Inputs frozen to a value at compile time, matched by name: the plan is
 	 * specialised to that value and the input disappears from it. For inputs
 	 * that decide shapes (Reshape's shape, Resize's sizes, TopK's k) and
 	 * that ONNX lets a model take at run time. Data is copied. */
 	const mpcc_tensor *frozen;
 	int n_frozen;
+	/* Precision overrides (docs/precision.md), each entry an ONNX op type
+	 * ("Softmax") or a node name; a node name wins over its op type and
+	 * keep_fp32 over force_low. force_low needs a low-precision mode. */
+	const char *const *keep_fp32;
+	int n_keep_fp32;
+	const char *const *force_low;
+	int n_force_low;
+	bool low_io; /* graph inputs and outputs in the low dtype too */
 } mpcc_compile_options;
 
 /* Contexts carry the last error message. Never fails except for memory. */

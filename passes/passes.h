@@ -27,6 +27,33 @@ mpcc_status mpcc_check_ops(mpcc_graph *g, mpcc_pass_ctx *cx);
 mpcc_status mpcc_infer_and_fold(mpcc_graph *g, mpcc_pass_ctx *cx);
 /* Removes nodes whose outputs nobody needs (constant outputs included). */
 mpcc_status mpcc_eliminate_dead(mpcc_graph *g, mpcc_pass_ctx *cx);
+
+/* ---- precision (issue 3, docs/precision.md) */
+
+/* What the cast pass did, for tests and dumps. */
+typedef struct mpcc_precision_stats {
+	int casts_inserted;        /* Cast nodes added (one per value and dtype) */
+	int consts_converted;      /* constants converted at compile time */
+	int round_trips_cancelled; /* Cast(Cast(x, low), f32) pairs removed */
+} mpcc_precision_stats;
+
+/* f16 for fp16 and auto, bf16 for bf16, UNDEF for fp32. */
+mpcc_dtype mpcc_precision_low_dtype(mpcc_precision p);
+/* True when input `input` of op is read in any dtype (Cast, Shape, Size). */
+bool mpcc_precision_input_neutral(mpcc_op op, int input);
+/* True when node n has f32 data to decide about. */
+bool mpcc_precision_candidate(const mpcc_graph *g, const mpcc_node *n);
+/* Sets compute, accum and reason of every live node (precision.c). */
+mpcc_status mpcc_assign_precision(mpcc_graph *g, mpcc_pass_ctx *cx);
+/* Applies the decisions: low storage, shared casts, constants converted,
+ * round trips cancelled, inference re-run and checked (casts.c). stats may
+ * be NULL. Does nothing in fp32 mode. */
+mpcc_status mpcc_insert_casts(mpcc_graph *g, mpcc_pass_ctx *cx, mpcc_precision_stats *stats);
+/* Removes Cast(Cast(x, f16|bf16), dtype of x) where nothing else reads the
+ * low value (part of mpcc_insert_casts; exposed for tests). */
+mpcc_status mpcc_cancel_round_trips(mpcc_graph *g, mpcc_pass_ctx *cx,
+                                    mpcc_precision_stats *stats);
+
 /* All of the above, in order. */
 mpcc_status mpcc_run_pipeline(mpcc_graph *g, mpcc_pass_ctx *cx);
 

@@ -22,5 +22,9 @@ mpcc_run_pipeline(mpcc_graph *g, mpcc_pass_ctx *cx)
 		return st;
 	if ((st = mpcc_eliminate_dead(g, cx)))
 		return st;
+	if ((st = mpcc_assign_precision(g, cx)))
+		return st;
+	if ((st = mpcc_insert_casts(g, cx, NULL)))
+		return st;
 	return mpcc_graph_verify(g, cx->d);
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen/fuse.h"
 #include "codegen/lower.h"
 #include "frontend/onnx.h"
 #include "passes/passes.h"
@@ -91,6 +92,8 @@ compile_graph(mpcc_graph *g, const mpcc_compile_options *opts, void **out, size_
 	if (st == MPCC_OK) {
 		mpcc_lower_init(&lx, g, d);
 		st = mpcc_lower_graph(&lx);
+		if (st == MPCC_OK && !opts->no_fuse)
+			st = mpcc_fuse_kernels(&lx, NULL);
 		if (st == MPCC_OK)
 			st = mpcc_plan_build(g, &lx, opts->precision, &plan, d);
 		mpcc_lower_fini(&lx);
@@ -107,8 +110,8 @@ compile_graph(mpcc_graph *g, const mpcc_compile_options *opts, void **out, size_
 static mpcc_status
 check_options(const mpcc_compile_options *opts, mpcc_diag *d)
 {
-	if (opts->precision != MPCC_PRECISION_FP32)
-		return mpcc_diag_error(d, MPCC_ERR_UNSUPPORTED, "precision %s is not supported yet",
+	if ((unsigned)opts->precision > (unsigned)MPCC_PRECISION_AUTO)
+		return mpcc_diag_error(d, MPCC_ERR_INVALID, "precision %s is not a mode",
 		                       precision_name(opts->precision));
 	if (opts->n_shapes < 0 || (opts->n_shapes > 0 && !opts->shapes))
 		return mpcc_diag_error(d, MPCC_ERR_INVALID, "shape bindings: bad count or pointer");

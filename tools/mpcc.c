@@ -20,6 +20,7 @@
 #include "frontend/onnx.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
+#include "runtime/memplan.h"
 #include "runtime/npy.h"
 #include "runtime/plan.h"
 
@@ -29,11 +30,16 @@ static const char usage_compile[] =
 	"usage: mpcc MODEL.onnx -o PLAN [options]\n"
 	"Compiles an ONNX model into an mpcc plan.\n"
 	"  -o PLAN                 where to write the plan (required)\n"
-	"  --precision P           fp32 (default), fp16, bf16 or auto\n"
+	"  --precision P           fp32 (default), fp16, bf16 or auto (for now: the\n"
+	"                          fp16 policy; docs/precision.md)\n"
+	"  --keep-fp32 OP|NODE,... keep these op types or node names in f32 (repeatable)\n"
+	"  --force-low OP|NODE,... run these in the low dtype whatever the policy\n"
+	"  --low-io                graph inputs and outputs in the low dtype too\n"
 	"  --shape NAME=DIMS       bind input NAME's shape, e.g. x=1x3x224x224 (repeatable)\n"
 	"  --freeze NAME=FILE.npy  freeze input NAME to this value: the plan is\n"
 	"                          specialised to it (shape-deciding inputs)\n"
 	"  --no-fold               skip constant folding\n"
+	"  --no-fuse               skip kernel fusion (one kernel per op, for testing)\n"
 	"  --dump-ir               print the graph after the passes to stdout\n"
 	"  -h, --help              this text\n";
 
@@ -43,21 +49,23 @@ static const char usage_run[] =
 	"outside [A-Za-z0-9._-] become '_'). DIR is created if missing.\n"
 	"  --input NAME=FILE.npy   value of input NAME (one per plan input)\n"
 	"  --output-dir DIR        where outputs go (required)\n"
-	"  --backend B             cpu (LLVM JIT, default) or interp (reference)\n"
+	"  --backend B             cpu (LLVM JIT, default), interp (reference) or cuda\n"
 	"  --bench N               3 warm-up runs, then N timed runs; prints\n"
 	"                          median_ms=X min_ms=Y max_ms=Z last\n"
 	"  -h, --help              this text\n";
 
 static const char usage_inspect[] =
-	"usage: mpcc inspect PLAN [--kernels]\n"
+	"usage: mpcc inspect PLAN [--kernels] [--memory]\n"
 	"Prints a plan's inputs, outputs, tensor count, weight bytes and kernels.\n"
-	"  --kernels               also print every kernel in kernel IR\n"
+	"  --kernels               also print every kernel's ONNX nodes and its kernel IR\n"
+	"  --memory                also print the session's planned arena (peak bytes of\n"
+	"                          intermediates) against the sum of all intermediates\n"
 	"  -h, --help              this text\n";
 
 static const char usage_top[] =
 	"usage: mpcc MODEL.onnx -o PLAN [options]     compile a model\n"
 	"       mpcc run PLAN --input NAME=FILE.npy ... --output-dir DIR [options]\n"
-	"       mpcc inspect PLAN [--kernels]\n"
+	"       mpcc inspect PLAN [--kernels] [--memory]\n"
 	"       mpcc --help | mpcc VERB --help\n"
 	"\n";
 
@@ -122,6 +130,18 @@ parse_dims(const char *s, int *rank, int64_t *dims)
 	}
 }
 
+/* Appends the comma-separated names of s (split in place) to list. */
+static bool
+split_list(char *s, const char **list, int *n)
+{
+	for (char *tok = strtok(s, ","); tok; tok = strtok(NULL, ",")) {
+		if (*n >= MAX_ARGS)
+			return false;
+		list[(*n)++] = tok;
+	}
+	return true;
+}
+
 static int
 cmd_compile(int argc, char **argv)
 {
@@ -130,12 +150,15 @@ cmd_compile(int argc, char **argv)
 	mpcc_shape_binding shapes[MAX_ARGS];
 	char *shape_names[MAX_ARGS];
 	mpcc_tensor frozen[MAX_ARGS];
+	const char *keep[MAX_ARGS], *force[MAX_ARGS];
 	bool dump_ir = false;
 	int rc = 0;
 
 	mpcc_compile_options_init(&opts);
 	opts.shapes = shapes;
 	opts.frozen = frozen;
+	opts.keep_fp32 = keep;
+	opts.force_low = force;
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
 		if (is_help(a)) {
@@ -180,8 +203,19 @@ cmd_compile(int argc, char **argv)
 				return fail("--freeze %s: %s", arg, d.msg);
 			t->name = arg;
 			opts.n_frozen++;
+		} else if ((strcmp(a, "--keep-fp32") == 0 || strcmp(a, "--force-low") == 0) &&
+		           i + 1 < argc) {
+			bool k = a[2] == 'k';
+			if (!split_list(argv[++i], k ? keep : force, k ? &opts.n_keep_fp32
+			                                                : &opts.n_force_low))
+				return usage_error(usage_compile, "%s wants OP|NODE,... (at most %d)", a,
+				                   MAX_ARGS);
+		} else if (strcmp(a, "--low-io") == 0) {
+			opts.low_io = true;
 		} else if (strcmp(a, "--no-fold") == 0) {
 			opts.no_fold = true;
+		} else if (strcmp(a, "--no-fuse") == 0) {
+			opts.no_fuse = true;
 		} else if (strcmp(a, "--dump-ir") == 0) {
 			dump_ir = true;
 		} else if (a[0] == '-') {
@@ -313,8 +347,10 @@ cmd_run(int argc, char **argv)
 			out_dir = argv[++i];
 		} else if (strcmp(a, "--backend") == 0 && i + 1 < argc) {
 			backend = argv[++i];
-			if (strcmp(backend, "cpu") != 0 && strcmp(backend, "interp") != 0)
-				return usage_error(usage_run, "unknown backend '%s' (choices: cpu, interp)",
+			if (strcmp(backend, "cpu") != 0 && strcmp(backend, "interp") != 0 &&
+			    strcmp(backend, "cuda") != 0)
+				return usage_error(usage_run,
+				                   "unknown backend '%s' (choices: cpu, interp, cuda)",
 				                   backend);
 		} else if (strcmp(a, "--bench") == 0 && i + 1 < argc) {
 			char *end;
@@ -410,7 +446,7 @@ static int
 cmd_inspect(int argc, char **argv)
 {
 	const char *plan_path = NULL;
-	bool kernels = false;
+	bool kernels = false, memory = false;
 
 	for (int i = 0; i < argc; i++) {
 		if (is_help(argv[i])) {
@@ -418,6 +454,8 @@ cmd_inspect(int argc, char **argv)
 			return 0;
 		} else if (strcmp(argv[i], "--kernels") == 0) {
 			kernels = true;
+		} else if (strcmp(argv[i], "--memory") == 0) {
+			memory = true;
 		} else if (argv[i][0] == '-') {
 			return usage_error(usage_inspect, "unknown option '%s'", argv[i]);
 		} else if (!plan_path) {
@@ -448,11 +486,33 @@ cmd_inspect(int argc, char **argv)
 		printf("kernel %s: %d stage%s\n", p->kernels[k]->name, p->kernels[k]->n_stages,
 		       p->kernels[k]->n_stages == 1 ? "" : "s");
 		if (kernels) {
+			if (p->kernel_nodes)
+				printf("  nodes: %s\n", p->kernel_nodes[k]);
 			char *text = kir_print(p->kernels[k]);
 			if (text)
 				fputs(text, stdout);
 			free(text);
 		}
+	}
+	if (memory) {
+		mpcc_memplan mp;
+		if (mpcc_memplan_build(p, &mp) != MPCC_OK) {
+			mpcc_plan_destroy(p);
+			mpcc_context_destroy(cx);
+			return fail("cannot plan the plan's memory");
+		}
+		size_t out_bytes = 0;
+		for (int i = 0; i < p->n_outputs; i++)
+			out_bytes += p->output_desc[i].nbytes;
+		printf("memory: %d intermediates (TEMPs included), sum %zu bytes\n", mp.n_planned,
+		       mp.sum_intermediates);
+		printf("memory: arena peak %zu bytes (%.1f%% of the sum)\n", mp.arena_size,
+		       mp.sum_intermediates ? 100.0 * (double)mp.arena_size /
+		                                  (double)mp.sum_intermediates
+		                            : 100.0);
+		printf("memory: outputs %zu bytes, weights %zu bytes (not planned)\n", out_bytes,
+		       p->weights_size);
+		mpcc_memplan_fini(&mp);
 	}
 	mpcc_plan_destroy(p);
 	mpcc_context_destroy(cx);
