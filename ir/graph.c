@@ -9,6 +9,7 @@
  * real models have tens of thousands of values and the frontend looks every
  * operand up by name.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,6 +203,8 @@ mpcc_graph_add_node(mpcc_graph *g, mpcc_op op, const char *name, int n_in, const
 	n->n_out = n_out;
 	n->compute = MPCC_DTYPE_UNDEF;
 	n->accum = MPCC_DTYPE_UNDEF;
+	n->range_absmax = n->err = NAN;
+	n->src_index = idx;
 	for (int i = 0; i < n_out; i++)
 		if (out[i] >= 0 && out[i] < g->n_values)
 			g->values[out[i]].producer = idx;

@@ -164,7 +164,21 @@ typedef struct mpcc_node {
 	bool dead;          /* removed by a pass; skipped everywhere */
 	/* precision pass (issue 3) */
 	mpcc_dtype compute, accum;
-	const char *reason;
+	const char *reason;   /* final decision, one line (arena) */
+	/* The chain of evidence behind `reason`, one stage per line, oldest
+	 * first, the last line equal to reason (arena; NULL = just reason).
+	 * E.g. "policy: matrix op (MatMul)\nbf16: calibrated max 7.1e4 is
+	 * beyond f16". Read by the dumps and `mpcc explain`. */
+	const char *evidence;
+	/* Measured by auto mode, NaN when not measured: the calibrated largest
+	 * |value| over the node's float outputs in the f32 run, and the
+	 * relative L2 error of its first float output in the final plan against
+	 * the f32 run. */
+	double range_absmax, err;
+	/* Stable id across builds: the node's position in the ONNX graph at
+	 * import (mpcc_graph_add_node sets the creation index); -1 for nodes
+	 * a pass inserted (casts.c). */
+	int32_t src_index;
 } mpcc_node;
 
 struct mpcc_graph {
@@ -185,6 +199,10 @@ struct mpcc_graph {
 	int32_t *vindex;    /* cap_vindex slots, MPCC_NONE when empty; malloc'd */
 	int cap_vindex;
 	int n_genname;      /* counter behind generated value names "_vN" */
+	/* Graph-level notes of the precision pass (arena, NULL = none): one
+	 * line each, e.g. how auto mode calibrated and what its search cost.
+	 * Stored in the plan beside the per-node decisions. */
+	const char *prec_summary;
 };
 
 mpcc_status mpcc_graph_create(mpcc_graph **out);

@@ -132,6 +132,7 @@ add_cast(rewrite *rw, int32_t src, mpcc_dtype to, int32_t dst)
 	a->i = mpcc_dtype_to_onnx(to);
 	mpcc_node *n = &g->nodes[ni];
 	n->opset = g->opset;
+	n->src_index = -1;
 	n->compute = n->accum = to;
 	n->reason = mpcc_arena_strdup(&g->arena, "cast inserted at a precision boundary");
 	if (!n->reason)
