@@ -94,7 +94,7 @@ mpcc_status
 mpcc_misc_infer_gridsample(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 {
 	mpcc_node *n = &g->nodes[ni];
-	int mode, pad;
+	int mode = 0, pad = 0;
 	mpcc_status st = gridsample_params(g, n, &mode, &pad, d);
 	if (st)
 		return st;
@@ -213,7 +213,7 @@ mpcc_misc_lower_gridsample(mpcc_lower *lx, int32_t ni)
 {
 	mpcc_graph *g = lx->g;
 	mpcc_node *n = &g->nodes[ni];
-	int mode, pad;
+	int mode = 0, pad = 0;
 	mpcc_status st = gridsample_params(g, n, &mode, &pad, lx->d);
 	if (st)
 		return st;

@@ -160,7 +160,7 @@ mpcc_move_infer_gather_nd(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 {
 	mpcc_node *n = &g->nodes[ni];
 	mpcc_value *x = mpcc_move_in(g, n, 0), *ind = mpcc_move_in(g, n, 1);
-	int b, m;
+	int b = 0, m = 0;
 	mpcc_status st = gather_nd_check(g, n, &b, &m, d);
 	if (st)
 		return st;
@@ -215,7 +215,7 @@ map_gather_nd(kir_kernel *k, mpcc_graph *g, const mpcc_node *n, const int32_t *v
 mpcc_status
 mpcc_move_lower_gather_nd(mpcc_lower *lx, int32_t ni)
 {
-	int b, m;
+	int b = 0, m = 0;
 	mpcc_status st = gather_nd_check(lx->g, &lx->g->nodes[ni], &b, &m, lx->d);
 	return st ? st : mpcc_move_lower_map(lx, ni, 0, "", map_gather_nd, &b);
 }

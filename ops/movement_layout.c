@@ -343,8 +343,8 @@ onehot_params(mpcc_graph *g, int32_t ni, int *axis, int64_t *depth, mpcc_diag *d
 mpcc_status
 mpcc_move_infer_onehot(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 {
-	int axis;
-	int64_t depth;
+	int axis = 0;
+	int64_t depth = 0;
 	mpcc_status st = onehot_params(g, ni, &axis, &depth, d);
 	if (st)
 		return st;
@@ -380,7 +380,7 @@ map_onehot(kir_kernel *k, mpcc_graph *g, const mpcc_node *n, const int32_t *vars
 mpcc_status
 mpcc_move_lower_onehot(mpcc_lower *lx, int32_t ni)
 {
-	int axis;
+	int axis = 0;
 	int64_t p[2];
 	mpcc_status st = onehot_params(lx->g, ni, &axis, &p[1], lx->d);
 	if (st)

@@ -156,7 +156,7 @@ mpcc_red_infer_loss(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 	mpcc_node *n = &g->nodes[ni];
 	mpcc_value *x = mpcc_red_in(g, n, 0), *t = mpcc_red_in(g, n, 1), *w = mpcc_red_in(g, n, 2);
 	mpcc_value *y = mpcc_red_out(g, n, 0), *lp = mpcc_red_out(g, n, 1);
-	loss_reduction red;
+	loss_reduction red = LOSS_NONE;
 	mpcc_status st = mpcc_red_need_float(n, x, "input", d);
 	if (st)
 		return st;
@@ -238,7 +238,7 @@ mpcc_red_lower_loss(mpcc_lower *lx, int32_t ni)
 	mpcc_value *x = mpcc_red_in(g, n, 0), *w = mpcc_red_in(g, n, 2);
 	mpcc_value *lpv = mpcc_red_out(g, n, 1);
 	bool sce = n->op == MPCC_OP_SOFTMAXCROSSENTROPYLOSS;
-	loss_reduction red;
+	loss_reduction red = LOSS_NONE;
 	mpcc_status st = loss_reduction_of(n, &red, lx->d);
 	if (st)
 		return st;
