@@ -3,7 +3,7 @@
 BUILD ?= build
 JOBS ?= 2
 
-.PHONY: all deps build demo test bench conformance clean
+.PHONY: all deps build demo test bench conformance compare-precision clean
 
 all: build
 
@@ -27,6 +27,9 @@ bench: build
 
 conformance: build
 	@bash scripts/conformance-table.sh $(BUILD)
+
+compare-precision: build
+	@bash scripts/compare-precision.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

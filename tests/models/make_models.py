@@ -148,16 +148,27 @@ def export(name, model, inputs, input_names, output_names):
     print(f"{name}: {os.path.getsize(os.path.join(folder, 'model.onnx'))} bytes")
 
 
-def main():
+def build_models():
+    """The four seeded models with their inputs, in export order, as tuples
+    (name, model, inputs, input_names, output_names). Reseeds torch's global
+    generator, so every call builds the same weights; export() draws no
+    random numbers, so building all first leaves the files unchanged.
+    tests/models/compare_autocast.py imports this."""
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(1)
-    export("transformer", Encoder(), [torch.randint(0, 100, (2, 16), generator=gen)],
-           ["ids"], ["logits"])
-    export("lstm", LSTMNet(), [torch.randn(2, 10, 8, generator=gen)], ["x"], ["y"])
+    models = [("transformer", Encoder(), [torch.randint(0, 100, (2, 16), generator=gen)],
+               ["ids"], ["logits"])]
+    models.append(("lstm", LSTMNet(), [torch.randn(2, 10, 8, generator=gen)], ["x"], ["y"]))
     cnn = ResNet()
     randomise_bn(cnn, gen)
-    export("cnn", cnn, [torch.randn(2, 3, 32, 32, generator=gen)], ["image"], ["logits"])
-    export("mlp", MLP(), [torch.randn(4, 64, generator=gen)], ["x"], ["logits"])
+    models.append(("cnn", cnn, [torch.randn(2, 3, 32, 32, generator=gen)], ["image"], ["logits"]))
+    models.append(("mlp", MLP(), [torch.randn(4, 64, generator=gen)], ["x"], ["logits"]))
+    return models
+
+
+def main():
+    for spec in build_models():
+        export(*spec)
     return 0
 
 
