@@ -10,8 +10,11 @@
  * and GVN to hoist, which keeps this file free of scheduling decisions.
  *
  * Numerics follow codegen/kir.h to the bit: F16 and BF16 values live in
- * float registers and are rounded after every op that produces one, with
- * branch-free integer code (no half-precision libcalls); integer division
+ * float registers and are rounded after every op that produces one. The
+ * f16 conversions are the host's (vcvtps2ph/vcvtph2ps, through fptrunc and
+ * fpext) where the target has F16C, and branch-free integer code elsewhere;
+ * both give the same bits. bf16 is always integer code (see f32_to_bf16).
+ * There are no half-precision libcalls. Integer division
  * selects a safe divisor; float->int casts use the saturating intrinsics;
  * functions LLVM has no intrinsic for are called in libm by name and resolved
  * from the process by the JIT.
@@ -28,6 +31,14 @@ typedef struct loop {
 	LLVMValueRef iv;
 } loop;
 
+/* A value fix() rounded, and the storage bits it was widened from. */
+typedef struct rounded {
+	LLVMValueRef value, bits;
+	mpcc_dtype dtype;
+} rounded;
+
+#define ROUNDED_MEMO 32
+
 typedef struct emitter {
 	LLVMContextRef cx;
 	LLVMModuleRef mod;
@@ -35,12 +46,15 @@ typedef struct emitter {
 	const kir_kernel *k;
 	mpcc_diag *d;
 	mpcc_status st;
-	LLVMTypeRef t_void, t_i1, t_i8, t_i16, t_i32, t_i64, t_f32, t_f64, t_ptr;
+	bool f16c; /* f16 conversions by fptrunc/fpext (mpcc_llvm_target) */
+	LLVMTypeRef t_void, t_i1, t_i8, t_i16, t_i32, t_i64, t_f16, t_f32, t_f64, t_ptr;
 	LLVMValueRef *bufs; /* typed element pointers, one per kernel buffer */
 	LLVMValueRef vars[2 * KIR_MAX_DIMS];
 	LLVMValueRef acc;  /* the reduction result, in the store region only */
 	LLVMValueRef *val; /* per-expression cache for the current region */
 	uint8_t *mark;
+	rounded rounded[ROUNDED_MEMO]; /* the last fix() results, for stores */
+	int n_rounded;
 } emitter;
 
 static mpcc_status
@@ -182,7 +196,7 @@ libm(emitter *e, const char *fname, const char *dname, LLVMValueRef *args, int n
  * paths are computed and selected, which vectorises.
  */
 static LLVMValueRef
-f32_to_f16(emitter *e, LLVMValueRef f) {
+f32_to_f16_soft(emitter *e, LLVMValueRef f) {
 	LLVMBuilderRef b = e->b;
 	LLVMValueRef u = LLVMBuildBitCast(b, f, e->t_i32, "");
 	LLVMValueRef sign =
@@ -212,7 +226,7 @@ f32_to_f16(emitter *e, LLVMValueRef f) {
 /* binary16 bits -> float, exact: normals rebias the exponent, inf and NaN
  * get the all-ones exponent, subnormals are m * 2^-24 (exact in float). */
 static LLVMValueRef
-f16_to_f32(emitter *e, LLVMValueRef h) {
+f16_to_f32_soft(emitter *e, LLVMValueRef h) {
 	LLVMBuilderRef b = e->b;
 	LLVMValueRef x = LLVMBuildZExt(b, h, e->t_i32, "");
 	LLVMValueRef sign =
@@ -237,8 +251,61 @@ f16_to_f32(emitter *e, LLVMValueRef h) {
 	return LLVMBuildBitCast(b, r, e->t_f32, "");
 }
 
-/* float -> bfloat16 bits: round to nearest even on the top half; NaN is
- * truncated and made quiet so it cannot round into inf. */
+/*
+ * The same two conversions on an F16C host: fptrunc and fpext, which the
+ * x86 backend lowers to vcvtps2ph (rounding from MXCSR.RC: nearest even
+ * unless someone changes it, which would change every float op as well)
+ * and vcvtph2ps, sixteen lanes at a time where the loop vectorises. They
+ * agree with the integer code on every input, as the Intel SDM specifies
+ * and test_numerics checks over all 2^32 floats: a NaN keeps its sign and
+ * top payload bits and comes out quiet both ways; f16 subnormals are
+ * produced and read exactly, whatever MXCSR.FTZ and DAZ say (vcvtps2ph
+ * ignores FTZ, vcvtph2ps ignores DAZ; an f32 subnormal rounds to a signed
+ * zero either way).
+ *
+ * Two things keep LLVM from undoing this. The widened value goes through
+ * an `and` that clears the 13 low mantissa bits, which are zero for every
+ * widened f16 but which LLVM 14 cannot prove zero: without it, instcombine
+ * narrows fptrunc(fop(fpext a, fpext b)) to half arithmetic, which is
+ * exact but which the x86 backend scalarises (no vector half ops before
+ * AVX512-FP16), so one-op f16 kernels would not vectorise; and it would
+ * fold fptrunc(fpext h) to h, storing a signalling NaN unquieted. Constant
+ * operands take the integer code, which folds to the exact bits, since
+ * LLVM's own constant folding of fptrunc leaves a signalling NaN
+ * signalling.
+ */
+static LLVMValueRef
+f32_to_f16(emitter *e, LLVMValueRef f) {
+	if (!e->f16c || LLVMIsConstant(f))
+		return f32_to_f16_soft(e, f);
+	return LLVMBuildBitCast(e->b, LLVMBuildFPTrunc(e->b, f, e->t_f16, ""), e->t_i16, "");
+}
+
+static LLVMValueRef
+f16_to_f32(emitter *e, LLVMValueRef h) {
+	LLVMBuilderRef b = e->b;
+	LLVMValueRef u;
+
+	if (!e->f16c || LLVMIsConstant(h))
+		return f16_to_f32_soft(e, h);
+	u = LLVMBuildFPExt(b, LLVMBuildBitCast(b, h, e->t_f16, ""), e->t_f32, "");
+	u = LLVMBuildAnd(b, LLVMBuildBitCast(b, u, e->t_i32, ""), ci32(e, 0xffffe000u), "");
+	return LLVMBuildBitCast(b, u, e->t_f32, "");
+}
+
+/*
+ * float -> bfloat16 bits: round to nearest even on the top half; NaN is
+ * truncated and made quiet so it cannot round into inf.
+ *
+ * Why bf16 has no native path: AVX512-BF16's vcvtneps2bf16 rounds normals
+ * with exactly this integer add, but treats f32 subnormal inputs as zero
+ * and flushes subnormal results, whereas nearest-even rounding keeps them
+ * (bf16 has f32's exponent range, so every f32 subnormal has a nearby bf16
+ * subnormal); a fix-up select would need this code anyway. LLVM 14 also has
+ * no generic fptrunc to bfloat for x86, only the target intrinsic, and the
+ * widening is a shift on every host. So bf16 stays integer code, which
+ * vectorises as well as the instruction would.
+ */
 static LLVMValueRef
 f32_to_bf16(emitter *e, LLVMValueRef f) {
 	LLVMBuilderRef b = e->b;
@@ -268,15 +335,42 @@ bf16_to_f32(emitter *e, LLVMValueRef h) {
 	return LLVMBuildBitCast(b, x, e->t_f32, "");
 }
 
-/* Rounds a float register to the value set of t (F16, BF16); other dtypes
- * pass through. Called after every op that produces an F16/BF16 value. */
+/*
+ * Rounds a float register to the value set of t (F16, BF16); other dtypes
+ * pass through. Called after every op that produces an F16/BF16 value.
+ * The rounded bits are remembered with the widened result, so a store of
+ * that value (the usual CAST then store) writes them instead of rounding
+ * an exact value again: round(widen(bits)) == bits for any bits a rounding
+ * made, NaNs included, since those are quiet already. The bits are defined
+ * just before the widened value, so they dominate every use of it.
+ */
 static LLVMValueRef
 fix(emitter *e, mpcc_dtype t, LLVMValueRef v) {
-	if (t == MPCC_DTYPE_F16)
-		return f16_to_f32(e, f32_to_f16(e, v));
-	if (t == MPCC_DTYPE_BF16)
-		return bf16_to_f32(e, f32_to_bf16(e, v));
-	return v;
+	LLVMValueRef bits, r;
+
+	if (t == MPCC_DTYPE_F16) {
+		bits = f32_to_f16(e, v);
+		r = f16_to_f32(e, bits);
+	} else if (t == MPCC_DTYPE_BF16) {
+		bits = f32_to_bf16(e, v);
+		r = bf16_to_f32(e, bits);
+	} else {
+		return v;
+	}
+	e->rounded[e->n_rounded % ROUNDED_MEMO] = (rounded){r, bits, t};
+	e->n_rounded++;
+	return r;
+}
+
+/* The storage bits fix() rounded v from as dtype t, or NULL. */
+static LLVMValueRef
+rounded_bits(emitter *e, mpcc_dtype t, LLVMValueRef v) {
+	int n = e->n_rounded < ROUNDED_MEMO ? e->n_rounded : ROUNDED_MEMO;
+
+	for (int i = 0; i < n; i++)
+		if (e->rounded[i].value == v && e->rounded[i].dtype == t)
+			return e->rounded[i].bits;
+	return NULL;
 }
 
 /* ---------------------------------------------------------------- operations */
@@ -866,7 +960,7 @@ emit_reduction(emitter *e, const kir_stage *st, LLVMValueRef acc_p, LLVMValueRef
 static mpcc_status
 emit_store(emitter *e, const kir_store *s) {
 	const kir_buf *bf;
-	LLVMValueRef idx, v, p;
+	LLVMValueRef idx, v, p, bits;
 	LLVMTypeRef mt;
 
 	if (s->buf < 0 || s->buf >= e->k->n_bufs)
@@ -876,7 +970,9 @@ emit_store(emitter *e, const kir_store *s) {
 	if (!(idx = emit_expr(e, s->index)) || !(v = emit_expr(e, s->value)))
 		return e->st;
 	mt = mem_type(e, bf->dtype);
-	if (bf->dtype == MPCC_DTYPE_F16)
+	if ((bits = rounded_bits(e, bf->dtype, v)))
+		v = bits;
+	else if (bf->dtype == MPCC_DTYPE_F16)
 		v = f32_to_f16(e, v);
 	else if (bf->dtype == MPCC_DTYPE_BF16)
 		v = f32_to_bf16(e, v);
@@ -1165,6 +1261,7 @@ emit_stage(emitter *e, int si) {
 		blk_p[w] = LLVMBuildAlloca(e->b, reg_type(e, st->acc_dtype), "blk");
 	memset(e->vars, 0, sizeof(e->vars));
 	e->acc = NULL;
+	e->n_rounded = 0;
 	clear_cache(e);
 
 	begin = LLVMGetParam(fn, 1);
@@ -1211,11 +1308,13 @@ emit_stage(emitter *e, int si) {
 }
 
 mpcc_status
-mpcc_llvm_emit_kernel(LLVMModuleRef mod, const kir_kernel *k, mpcc_diag *d) {
+mpcc_llvm_emit_kernel(LLVMModuleRef mod, const kir_kernel *k, const mpcc_llvm_target *tgt,
+                      mpcc_diag *d) {
 	emitter e;
 	size_t n = k->n_exprs > 0 ? (size_t)k->n_exprs : 1;
 
 	memset(&e, 0, sizeof(e));
+	e.f16c = tgt && tgt->f16c;
 	e.mod = mod;
 	e.cx = LLVMGetModuleContext(mod);
 	e.k = k;
@@ -1226,6 +1325,7 @@ mpcc_llvm_emit_kernel(LLVMModuleRef mod, const kir_kernel *k, mpcc_diag *d) {
 	e.t_i16 = LLVMInt16TypeInContext(e.cx);
 	e.t_i32 = LLVMInt32TypeInContext(e.cx);
 	e.t_i64 = LLVMInt64TypeInContext(e.cx);
+	e.t_f16 = LLVMHalfTypeInContext(e.cx);
 	e.t_f32 = LLVMFloatTypeInContext(e.cx);
 	e.t_f64 = LLVMDoubleTypeInContext(e.cx);
 	e.t_ptr = LLVMPointerType(e.t_i8, 0);

@@ -14,12 +14,20 @@
 
 #include "codegen/kir.h"
 
+/* What the emitter may assume of the machine the code will run on. */
+typedef struct mpcc_llvm_target {
+	bool f16c; /* f32<->f16 as fptrunc/fpext (vcvtps2ph/vcvtph2ps), else integer code */
+} mpcc_llvm_target;
+
 /* Writes "<kernel>_s<stage>" into buf (size n); false if it does not fit. */
 bool mpcc_llvm_stage_name(char *buf, size_t n, const kir_kernel *k, int stage);
 
-/* Adds one function per stage of k to mod. Errors: MPCC_ERR_INVALID (a
- * malformed kernel, a duplicate kernel name), MPCC_ERR_UNSUPPORTED (an op
- * and dtype pair the emitter does not implement), MPCC_ERR_NOMEM. */
-mpcc_status mpcc_llvm_emit_kernel(LLVMModuleRef mod, const kir_kernel *k, mpcc_diag *d);
+/* Adds one function per stage of k to mod; tgt NULL assumes nothing (all
+ * integer code). The results are bit-identical for every tgt. Errors:
+ * MPCC_ERR_INVALID (a malformed kernel, a duplicate kernel name),
+ * MPCC_ERR_UNSUPPORTED (an op and dtype pair the emitter does not
+ * implement), MPCC_ERR_NOMEM. */
+mpcc_status mpcc_llvm_emit_kernel(LLVMModuleRef mod, const kir_kernel *k,
+                                  const mpcc_llvm_target *tgt, mpcc_diag *d);
 
 #endif

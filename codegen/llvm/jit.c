@@ -4,8 +4,11 @@
  * One mpcc_jit_compile call builds one module holding every stage of every
  * kernel (emit.c), stamps it with the host's triple and data layout, checks
  * it, runs the new pass manager's default<O2> pipeline with the loop and SLP
- * vectorisers on, and hands it to an LLJIT created for the host CPU. The
- * stage addresses are looked up once, here, and kept in a flat table.
+ * vectorisers on, and hands it to an LLJIT. The optimiser and the LLJIT get
+ * target machines made the same way, for the host CPU name and its feature
+ * string, so the cost models and the backend agree on what may be used
+ * (AVX-512, F16C's vcvtps2ph); the emitter is told whether F16C is there.
+ * The stage addresses are looked up once, here, and kept in a flat table.
  * Symbols the module does not define (libm) are resolved from the process.
  *
  * LLVM's target registry must be initialised once per process; that is the
@@ -29,6 +32,7 @@
 
 struct mpcc_jit {
 	LLVMOrcLLJITRef lljit;
+	bool native_f16; /* the emitter used fptrunc/fpext for f16 */
 	int n_kernels;
 	int *first; /* index in fns of each kernel's stage 0; n_kernels + 1 entries */
 	mpcc_stage_fn *fns;
@@ -79,6 +83,25 @@ host_machine(mpcc_diag *d) {
 	return tm;
 }
 
+/* Whether tm's feature string enables feature name ("+f16c" among
+ * comma-separated "+x" / "-x" entries). */
+static bool
+has_feature(LLVMTargetMachineRef tm, const char *name) {
+	char *fs = LLVMGetTargetMachineFeatureString(tm);
+	size_t n = strlen(name);
+	bool found = false;
+
+	for (const char *p = fs; p && *p && !found;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+
+		found = len == n + 1 && p[0] == '+' && !strncmp(p + 1, name, n);
+		p += end ? len + 1 : len;
+	}
+	LLVMDisposeMessage(fs);
+	return found;
+}
+
 /*
  * Verifies and optimises the module in place. The new pass manager is used
  * rather than the legacy PassManagerBuilder because its C API can switch on
@@ -110,18 +133,24 @@ optimise(LLVMModuleRef mod, LLVMTargetMachineRef tm, mpcc_diag *d) {
 	return err ? llvm_error(d, err, "optimising") : MPCC_OK;
 }
 
-/* An LLJIT for the host whose main dylib falls back to the process's
- * symbols (libm). */
+/*
+ * An LLJIT whose main dylib falls back to the process's symbols (libm).
+ * Its target machine is copied from host_machine's rather than detected by
+ * ORC, so the code generator is sure to see the same CPU name and features
+ * the optimiser and the emitter planned for.
+ */
 static mpcc_status
 create_lljit(LLVMOrcLLJITRef *out, mpcc_diag *d) {
-	LLVMOrcJITTargetMachineBuilderRef jtmb = NULL;
+	LLVMTargetMachineRef tm = host_machine(d);
+	LLVMOrcJITTargetMachineBuilderRef jtmb;
 	LLVMOrcLLJITBuilderRef builder;
 	LLVMOrcDefinitionGeneratorRef gen = NULL;
 	LLVMErrorRef err;
 
 	*out = NULL;
-	if ((err = LLVMOrcJITTargetMachineBuilderDetectHost(&jtmb)))
-		return llvm_error(d, err, "detecting the host");
+	if (!tm)
+		return MPCC_ERR_BACKEND;
+	jtmb = LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(tm); /* disposes tm */
 	builder = LLVMOrcCreateLLJITBuilder();
 	LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, jtmb);
 	if ((err = LLVMOrcCreateLLJIT(out, builder))) {
@@ -141,13 +170,15 @@ create_lljit(LLVMOrcLLJITRef *out, mpcc_diag *d) {
 
 /* Emits, optimises and adds the module; the JIT owns it afterwards. */
 static mpcc_status
-add_module(mpcc_jit *j, kir_kernel *const *kernels, int n_kernels, mpcc_diag *d) {
+add_module(mpcc_jit *j, kir_kernel *const *kernels, int n_kernels, const mpcc_jit_options *opt,
+           mpcc_diag *d) {
 	LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
 	LLVMContextRef cx = LLVMOrcThreadSafeContextGetContext(tsc);
 	LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("mpcc", cx);
 	LLVMTargetMachineRef tm = host_machine(d);
 	LLVMOrcThreadSafeModuleRef tsm;
 	LLVMErrorRef err;
+	mpcc_llvm_target tgt = {0};
 	mpcc_status st = MPCC_OK;
 
 	if (!tm)
@@ -160,9 +191,11 @@ add_module(mpcc_jit *j, kir_kernel *const *kernels, int n_kernels, mpcc_diag *d)
 		LLVMSetTarget(mod, triple);
 		LLVMDisposeMessage(triple);
 		LLVMDisposeTargetData(td);
+		tgt.f16c = !opt->soft_f16 && has_feature(tm, "f16c");
+		j->native_f16 = tgt.f16c;
 	}
 	for (int i = 0; i < n_kernels && st == MPCC_OK; i++)
-		st = mpcc_llvm_emit_kernel(mod, kernels[i], d);
+		st = mpcc_llvm_emit_kernel(mod, kernels[i], &tgt, d);
 	if (st == MPCC_OK)
 		st = optimise(mod, tm, d);
 	if (tm)
@@ -200,13 +233,32 @@ lookup_stages(mpcc_jit *j, kir_kernel *const *kernels, mpcc_diag *d) {
 	return MPCC_OK;
 }
 
+void
+mpcc_jit_options_init(mpcc_jit_options *o) {
+	const char *soft = getenv("MPCC_SOFT_F16");
+
+	memset(o, 0, sizeof(*o));
+	o->soft_f16 = soft && *soft && strcmp(soft, "0") != 0;
+}
+
 mpcc_status
 mpcc_jit_compile(kir_kernel *const *kernels, int n_kernels, mpcc_jit **out, mpcc_diag *d) {
+	return mpcc_jit_compile_with(kernels, n_kernels, NULL, out, d);
+}
+
+mpcc_status
+mpcc_jit_compile_with(kir_kernel *const *kernels, int n_kernels, const mpcc_jit_options *opt,
+                      mpcc_jit **out, mpcc_diag *d) {
+	mpcc_jit_options defaults;
 	mpcc_jit *j;
 	mpcc_status st;
 	int n_fns = 0;
 
 	*out = NULL;
+	if (!opt) {
+		mpcc_jit_options_init(&defaults);
+		opt = &defaults;
+	}
 	if (n_kernels < 0 || (n_kernels > 0 && !kernels))
 		return mpcc_diag_error(d, MPCC_ERR_INVALID, "llvm: bad kernel list");
 	pthread_once(&init_once, init_llvm);
@@ -233,7 +285,7 @@ mpcc_jit_compile(kir_kernel *const *kernels, int n_kernels, mpcc_jit **out, mpcc
 	}
 	st = create_lljit(&j->lljit, d);
 	if (st == MPCC_OK)
-		st = add_module(j, kernels, n_kernels, d);
+		st = add_module(j, kernels, n_kernels, opt, d);
 	if (st == MPCC_OK && n_fns > 0)
 		st = lookup_stages(j, kernels, d);
 	if (st != MPCC_OK) {
@@ -249,6 +301,11 @@ mpcc_jit_stage(const mpcc_jit *j, int k, int s) {
 	if (!j || k < 0 || k >= j->n_kernels || s < 0 || s >= j->first[k + 1] - j->first[k])
 		return NULL;
 	return j->fns[j->first[k] + s];
+}
+
+bool
+mpcc_jit_has_native_f16(const mpcc_jit *j) {
+	return j && j->native_f16;
 }
 
 void
