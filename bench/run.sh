@@ -62,7 +62,7 @@ for dir in tests/models/*/ "$models"/*/; do
   name=$(basename "$dir")
   [ -f "$dir/model.onnx" ] || continue
   plan=$plans/$name.plan
-  "$build/mpcc" "$dir/model.onnx" -o "$plan" >/dev/null
+  "$build/mpcc" "$dir/model.onnx" -o "$plan" --precision fp32 >/dev/null
   mem=$("$build/mpcc" inspect "$plan" --memory)
   kernels=$(echo "$mem" | sed -n 's/^kernels: //p')
   arena=$(echo "$mem" | sed -n 's/^memory: arena peak \([0-9]*\) bytes.*/\1/p')

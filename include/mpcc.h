@@ -91,8 +91,14 @@ typedef struct mpcc_shape_binding {
 	int64_t dims[MPCC_MAX_RANK];
 } mpcc_shape_binding;
 
+/* How auto mode measures an output's error against the f32 plan. */
+typedef enum mpcc_error_metric {
+	MPCC_ERROR_METRIC_REL_L2 = 0,  /* ||got - ref||_2 / ||ref||_2 */
+	MPCC_ERROR_METRIC_MAX_ELEMENT, /* max_i |got_i - ref_i| / (1 + |ref_i|) */
+} mpcc_error_metric;
+
 typedef struct mpcc_compile_options {
-	mpcc_precision precision;        /* MPCC_PRECISION_FP32 by default */
+	mpcc_precision precision;        /* MPCC_PRECISION_AUTO by default */
 	const mpcc_shape_binding *shapes; /* n_shapes bindings, may be NULL */
 	int n_shapes;
 	bool no_fold; /* skip constant folding (for testing) */
@@ -111,6 +117,16 @@ typedef struct mpcc_compile_options {
 	const char *const *force_low;
 	int n_force_low;
 	bool low_io; /* graph inputs and outputs in the low dtype too */
+	/* Auto mode (docs/precision.md). Calibration inputs matched by graph
+	 * input name (data copied; an input without one gets seeded random
+	 * data of its shape and dtype); the error budget each output must meet
+	 * against the f32 plan on them (0 = the default, 1e-3) in the chosen
+	 * metric; the seed of the random data. Ignored in the other modes. */
+	const mpcc_tensor *calib;
+	int n_calib;
+	double tolerance;
+	mpcc_error_metric error_metric;
+	uint64_t seed;
 } mpcc_compile_options;
 
 /* Contexts carry the last error message. Never fails except for memory. */
@@ -123,7 +139,8 @@ MPCC_API const char *mpcc_status_name(mpcc_status s);
 MPCC_API const char *mpcc_dtype_name(mpcc_dtype t);
 MPCC_API size_t mpcc_dtype_size(mpcc_dtype t);
 
-/* Initialises opts to the defaults (f32, no bindings). */
+/* Initialises opts to the defaults (auto precision at its default tolerance,
+ * seeded random calibration, no bindings). */
 MPCC_API void mpcc_compile_options_init(mpcc_compile_options *opts);
 
 /*
@@ -153,6 +170,33 @@ MPCC_API int mpcc_plan_n_inputs(const mpcc_plan *plan);
 MPCC_API int mpcc_plan_n_outputs(const mpcc_plan *plan);
 MPCC_API const mpcc_tensor *mpcc_plan_input(const mpcc_plan *plan, int i);
 MPCC_API const mpcc_tensor *mpcc_plan_output(const mpcc_plan *plan, int i);
+
+/* Precision report formats (docs/precision-report.md, docs/precision-json.md). */
+typedef enum mpcc_dump_format {
+	MPCC_DUMP_TEXT = 0, /* aligned table, totals, notes */
+	MPCC_DUMP_JSON,     /* schema "mpcc-precision/1" */
+	MPCC_DUMP_HTML,     /* one self-contained page: graph coloured by precision, table */
+} mpcc_dump_format;
+
+/*
+ * The plan's precision decisions (every node and inserted cast: dtypes,
+ * reason, evidence, measured range and error, FLOPs and bytes, kernel),
+ * read from the plan, so a dump of a loaded plan equals the one made at
+ * compile time. *out is NUL-terminated text the caller frees with
+ * mpcc_free(). Errors: MPCC_ERR_UNSUPPORTED when the plan carries no
+ * precision records (written by an older mpcc: recompile it),
+ * MPCC_ERR_INVALID for a bad format, MPCC_ERR_NOMEM.
+ */
+MPCC_API mpcc_status mpcc_plan_precision_dump(mpcc_context *cx, const mpcc_plan *plan,
+                                              mpcc_dump_format fmt, char **out);
+/* The chain of evidence for one node, named by its ONNX name or its id
+ * ("n12", "cast:x:f16"), and the kernel that computes it. *out as above.
+ * An unknown node is MPCC_ERR_INVALID, the message suggesting the closest
+ * names; MPCC_ERR_UNSUPPORTED as above. */
+MPCC_API mpcc_status mpcc_plan_explain(mpcc_context *cx, const mpcc_plan *plan, const char *node,
+                                       char **out);
+/* Frees memory mpcc handed to the caller (dumps, explanations). NULL is fine. */
+MPCC_API void mpcc_free(void *p);
 
 /* Sessions compile the plan's kernels for a backend ("cpu", or NULL for the
  * best available) and own the working memory. */

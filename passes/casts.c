@@ -10,6 +10,11 @@
  * Casts are appended with mpcc_graph_add_node and then the node array is
  * permuted so each cast sits right after the node producing its source
  * (graph inputs and constants: at the front); producers are renumbered.
+ *
+ * Each node computes in its own dtype: auto mode mixes f16 and bf16 nodes in
+ * one graph, so a value may be wanted in f32, f16 and bf16 at once. It gets
+ * one version per dtype, each shared by every consumer that wants it, and a
+ * node's float inputs always arrive in the one dtype it computes in.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,11 +31,12 @@ typedef struct cast_entry {
 typedef struct rewrite {
 	mpcc_graph *g;
 	mpcc_diag *d;
-	mpcc_dtype low;
+	mpcc_dtype low;    /* the mode's low dtype: graph inputs under low_io */
 	mpcc_dtype *odt;   /* dtype of each original value before the rewrite */
 	mpcc_dtype *stor;  /* storage decided for each original value */
 	int32_t *base;     /* value a node actually writes for original value v */
 	char *kind;        /* per original node: 0 no decision, 1 f32, 2 low */
+	mpcc_dtype *ndt;   /* per original node: the dtype its float data uses */
 	int32_t n_values0; /* values before the rewrite */
 	cast_entry *map;
 	int n_map, cap_map;
@@ -262,7 +268,9 @@ mpcc_cancel_round_trips(mpcc_graph *g, mpcc_pass_ctx *cx, mpcc_precision_stats *
 			continue;
 		int32_t x = g->nodes[p].in[0];
 		if (!is_low_dtype(g->values[mid].dtype) || g->values[x].dtype != g->values[y].dtype ||
-		    !mpcc_dtype_is_float(g->values[x].dtype) || count_uses(g, mid) != 1)
+		    !mpcc_dtype_is_float(g->values[x].dtype) ||
+		    mpcc_dtype_size(g->values[x].dtype) <= mpcc_dtype_size(g->values[mid].dtype) ||
+		    count_uses(g, mid) != 1)
 			continue;
 		g->nodes[p].dead = true;
 		if (g->values[y].flags & MPCC_VALUE_OUTPUT) {
@@ -358,12 +366,12 @@ plan_storage(rewrite *rw, bool low_io)
 			int32_t v = g->nodes[i].out[j];
 			if (v == MPCC_NONE || rw->odt[v] != MPCC_DTYPE_F32)
 				continue;
-			rw->stor[v] = rw->low;
+			rw->stor[v] = rw->ndt[i];
 			if (low_io || !(g->values[v].flags & MPCC_VALUE_OUTPUT))
 				continue;
 			/* the graph output keeps its name and model dtype: the node
 			 * writes a low twin and a cast restores the output */
-			int32_t t = new_value_like(g, v, rw->low);
+			int32_t t = new_value_like(g, v, rw->ndt[i]);
 			if (t == MPCC_NONE)
 				return mpcc_diag_error(rw->d, MPCC_ERR_NOMEM, "out of memory inserting casts");
 			g->nodes[i].out[j] = t;
@@ -387,12 +395,11 @@ rewire_inputs(rewrite *rw, int n0)
 	for (int i = 0; i < n0; i++) {
 		if (rw->kind[i] == 0)
 			continue;
-		bool low = rw->kind[i] == 2;
 		for (int j = 0; j < g->nodes[i].n_in; j++) {
 			int32_t v = g->nodes[i].in[j];
 			if (v == MPCC_NONE || v >= rw->n_values0 || rw->odt[v] != MPCC_DTYPE_F32)
 				continue;
-			mpcc_dtype want = low ? rw->low : MPCC_DTYPE_F32;
+			mpcc_dtype want = rw->ndt[i];
 			if (mpcc_precision_input_neutral(g->nodes[i].op, j))
 				want = rw->stor[v];
 			int32_t r = version(rw, v, want);
@@ -435,8 +442,9 @@ mpcc_insert_casts(mpcc_graph *g, mpcc_pass_ctx *cx, mpcc_precision_stats *stats)
 	rw.stor = malloc(sizeof(*rw.stor) * (size_t)(g->n_values + 1));
 	rw.base = malloc(sizeof(*rw.base) * (size_t)(g->n_values + 1));
 	rw.kind = calloc((size_t)n0 + 1, 1);
+	rw.ndt = calloc((size_t)n0 + 1, sizeof(*rw.ndt));
 	agreed = calloc((size_t)n0 + 1, 1);
-	if (!rw.odt || !rw.stor || !rw.base || !rw.kind || !agreed) {
+	if (!rw.odt || !rw.stor || !rw.base || !rw.kind || !rw.ndt || !agreed) {
 		st = mpcc_diag_error(cx->d, MPCC_ERR_NOMEM, "out of memory inserting casts");
 		goto out;
 	}
@@ -448,7 +456,8 @@ mpcc_insert_casts(mpcc_graph *g, mpcc_pass_ctx *cx, mpcc_precision_stats *stats)
 		const mpcc_node *n = &g->nodes[i];
 		if (n->dead || !mpcc_precision_candidate(g, n))
 			continue;
-		rw.kind[i] = n->compute == rw.low ? 2 : 1;
+		rw.kind[i] = is_low_dtype(n->compute) ? 2 : 1;
+		rw.ndt[i] = rw.kind[i] == 2 ? n->compute : MPCC_DTYPE_F32;
 		agreed[i] = inputs_agree(g, n);
 	}
 	if ((st = plan_storage(&rw, o->low_io)))
@@ -484,6 +493,7 @@ out:
 	free(rw.stor);
 	free(rw.base);
 	free(rw.kind);
+	free(rw.ndt);
 	free(rw.map);
 	free(agreed);
 	return st;

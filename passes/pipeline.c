@@ -22,6 +22,8 @@ mpcc_run_pipeline(mpcc_graph *g, mpcc_pass_ctx *cx)
 		return st;
 	if ((st = mpcc_eliminate_dead(g, cx)))
 		return st;
+	if (cx->expose_intermediates && (st = mpcc_expose_intermediates(g, cx)))
+		return st;
 	if ((st = mpcc_assign_precision(g, cx)))
 		return st;
 	if ((st = mpcc_insert_casts(g, cx, NULL)))

@@ -169,6 +169,12 @@ mpcc_precision_candidate(const mpcc_graph *g, const mpcc_node *n)
 	return false;
 }
 
+bool
+mpcc_precision_decides(const mpcc_graph *g, const mpcc_node *n)
+{
+	return mpcc_precision_candidate(g, n) && op_behaviour(n->op) != B_NEUTRAL;
+}
+
 static bool
 list_has(const char *const *list, int n, const char *s)
 {
@@ -223,17 +229,20 @@ own_dtype(const mpcc_graph *g, const mpcc_node *n)
 /*
  * Decides a FOLLOW node: low when every non-constant f32 input comes out of
  * a low producer (or is a low graph input), f32 otherwise. Constants do not
- * vote: casts.c converts them to whatever the node computes in. The reason
- * names the producer that decided.
+ * vote: casts.c converts them to whatever the node computes in. Returns the
+ * low dtype the inputs share, bf16 when they mix f16 and bf16 (*mixed set:
+ * bf16 holds every f16 value's range, the reverse is not true), UNDEF when
+ * the node stays f32. *who names the producer that decided.
  */
-static bool
-follow_inputs(const mpcc_graph *g, const mpcc_node *n, const char *low_val, const char **who,
-              bool *any)
+static mpcc_dtype
+follow_inputs(const mpcc_graph *g, const mpcc_node *n, const mpcc_dtype *low_val,
+              const char **who, bool *any, bool *mixed)
 {
+	mpcc_dtype t = MPCC_DTYPE_UNDEF;
 	bool all_low = true;
 
 	*who = NULL;
-	*any = false;
+	*any = *mixed = false;
 	for (int j = 0; j < n->n_in; j++) {
 		int32_t v = n->in[j];
 		if (!is_f32(g, v) || (g->values[v].flags & MPCC_VALUE_CONST) ||
@@ -241,13 +250,63 @@ follow_inputs(const mpcc_graph *g, const mpcc_node *n, const char *low_val, cons
 			continue;
 		int32_t p = g->values[v].producer;
 		const char *name = p >= 0 ? g->nodes[p].name : g->values[v].name;
-		if (!*any || (all_low && !low_val[v]))
+		if (!*any || (all_low && low_val[v] == MPCC_DTYPE_UNDEF))
 			*who = name;
 		*any = true;
-		if (!low_val[v])
+		if (low_val[v] == MPCC_DTYPE_UNDEF)
 			all_low = false;
+		else if (t != MPCC_DTYPE_UNDEF && t != low_val[v])
+			*mixed = true;
+		else
+			t = low_val[v];
 	}
-	return *any && all_low;
+	if (!*any || !all_low)
+		return MPCC_DTYPE_UNDEF;
+	return *mixed ? MPCC_DTYPE_BF16 : t;
+}
+
+/* The hint for node n, or NULL (inserted nodes and plain modes have none). */
+static const mpcc_prec_hint *
+hint_of(const mpcc_pass_ctx *cx, const mpcc_node *n)
+{
+	if (!cx->hints || n->src_index < 0 || n->src_index >= cx->n_hints)
+		return NULL;
+	return &cx->hints[n->src_index];
+}
+
+/*
+ * The node's evidence chain from its first line (the policy or override)
+ * and the notes auto mode added; the reason is the last line.
+ */
+static bool
+set_evidence(mpcc_graph *g, mpcc_node *n, const char *first, const char *const *notes,
+             int n_notes)
+{
+	size_t len = strlen(first) + 1;
+	int used = 0;
+
+	for (int i = 0; i < n_notes; i++)
+		if (notes[i]) {
+			len += strlen(notes[i]) + 1;
+			used++;
+		}
+	n->evidence = NULL;
+	n->reason = first;
+	if (!used)
+		return true;
+	char *ev = mpcc_arena_alloc(&g->arena, len);
+	if (!ev)
+		return false;
+	strcpy(ev, first);
+	for (int i = 0; i < n_notes; i++) {
+		if (!notes[i])
+			continue;
+		strcat(ev, "\n");
+		n->reason = ev + strlen(ev);
+		strcat(ev, notes[i]);
+	}
+	n->evidence = ev;
+	return true;
 }
 
 mpcc_status
@@ -258,7 +317,7 @@ mpcc_assign_precision(mpcc_graph *g, mpcc_pass_ctx *cx)
 	mpcc_dtype low = mpcc_precision_low_dtype(o->precision);
 	bool autom = o->precision == MPCC_PRECISION_AUTO;
 	mpcc_status st;
-	char *low_val;
+	mpcc_dtype *low_val;
 
 	if ((st = check_names(g, "--keep-fp32", o->keep_fp32, o->n_keep_fp32, cx->d)))
 		return st;
@@ -267,24 +326,34 @@ mpcc_assign_precision(mpcc_graph *g, mpcc_pass_ctx *cx)
 	if (low == MPCC_DTYPE_UNDEF && o->n_force_low > 0)
 		return mpcc_diag_error(cx->d, MPCC_ERR_INVALID,
 		                       "--force-low needs --precision fp16, bf16 or auto");
-	low_val = calloc((size_t)g->n_values + 1, 1);
+	if (cx->prec_summary &&
+	    !(g->prec_summary = mpcc_arena_strdup(&g->arena, cx->prec_summary)))
+		return mpcc_diag_error(cx->d, MPCC_ERR_NOMEM, "out of memory assigning precision");
+	low_val = calloc((size_t)g->n_values + 1, sizeof(*low_val));
 	if (!low_val)
 		return mpcc_diag_error(cx->d, MPCC_ERR_NOMEM, "out of memory assigning precision");
 	if (low != MPCC_DTYPE_UNDEF && o->low_io)
 		for (int i = 0; i < g->n_inputs; i++)
 			if (is_f32(g, g->inputs[i]))
-				low_val[g->inputs[i]] = 1;
+				low_val[g->inputs[i]] = low;
 
 	/* Decisions read only the producers' decisions, so one sweep in
 	 * topological order is already the fixed point. */
 	for (int i = 0; i < g->n_nodes; i++) {
 		mpcc_node *n = &g->nodes[i];
-		const char *who = NULL;
-		bool is_low = false, any;
+		const mpcc_prec_hint *h = hint_of(cx, n);
+		const char *who = NULL, *notes[2] = {NULL, NULL};
+		mpcc_dtype dt = MPCC_DTYPE_UNDEF; /* low dtype, UNDEF = f32 */
+		bool is_low = false, any, mixed = false, user = false;
 
 		if (n->dead)
 			continue;
 		n->reason = NULL;
+		n->evidence = NULL;
+		if (h) {
+			n->range_absmax = h->range_absmax;
+			n->err = h->err;
+		}
 		if (!mpcc_precision_candidate(g, n)) {
 			n->compute = n->accum = own_dtype(g, n);
 			n->reason = reason(g, false,
@@ -300,6 +369,7 @@ mpcc_assign_precision(mpcc_graph *g, mpcc_pass_ctx *cx)
 			n->reason = reason(g, false, "%s: reads any dtype", op);
 			goto check;
 		}
+		user = true;
 		if (low == MPCC_DTYPE_UNDEF) {
 			n->reason = reason(g, false, "mode fp32%s", "");
 		} else if (list_has(o->keep_fp32, o->n_keep_fp32, n->name)) {
@@ -312,27 +382,55 @@ mpcc_assign_precision(mpcc_graph *g, mpcc_pass_ctx *cx)
 		} else if (list_has(o->force_low, o->n_force_low, op)) {
 			is_low = true;
 			n->reason = reason(g, false, "user override --force-low %s", op);
+		} else {
+			user = false;
+		}
+		if (user) {
+			dt = is_low ? low : MPCC_DTYPE_UNDEF;
 		} else if (b == B_LOW) {
 			is_low = true;
+			dt = low;
 			n->reason = reason(g, autom, "policy: matrix op (%s)", op);
 		} else if (b == B_F32) {
 			n->reason = reason(g, autom, "policy: numerically sensitive (%s)", op);
 		} else if (b == B_KEEP) {
 			n->reason = reason(g, autom, "policy: no low-precision rule (%s)", op);
 		} else {
-			is_low = follow_inputs(g, n, low_val, &who, &any);
+			dt = follow_inputs(g, n, low_val, &who, &any, &mixed);
+			is_low = dt != MPCC_DTYPE_UNDEF;
+			char buf[256];
 			if (!any)
-				n->reason = reason(g, autom, "follows: no low-precision input%s", "");
-			else if (is_low)
-				n->reason = reason(g, autom, "follows producer '%s'", who);
+				snprintf(buf, sizeof(buf), "follows: no low-precision input");
+			else if (!is_low)
+				snprintf(buf, sizeof(buf), "follows f32 producer '%s'", who);
+			else if (mixed)
+				snprintf(buf, sizeof(buf), "follows producers of mixed f16/bf16 ('%s'): bf16",
+				         who);
+			else if (dt != low)
+				snprintf(buf, sizeof(buf), "follows producer '%s' (%s)", who,
+				         mpcc_dtype_name(dt));
 			else
-				n->reason = reason(g, autom, "follows f32 producer '%s'", who);
+				snprintf(buf, sizeof(buf), "follows producer '%s'", who);
+			n->reason = reason(g, autom, "%s", buf);
 		}
-		n->compute = is_low ? low : MPCC_DTYPE_F32;
-		n->accum = is_low && !op_accumulates(n->op) ? low : MPCC_DTYPE_F32;
+		/* Auto mode's stages: ranges choose the low dtype, the error
+		 * budget keeps a node in f32. Overrides are the user's word. */
+		if (h && is_low && h->low != MPCC_DTYPE_UNDEF && (h->low != dt || h->low != low)) {
+			dt = h->low;
+			notes[0] = h->low_note;
+		}
+		if (h && is_low && h->keep_f32 && !user) {
+			is_low = false;
+			dt = MPCC_DTYPE_UNDEF;
+			notes[1] = h->f32_note;
+		}
+		n->compute = is_low ? dt : MPCC_DTYPE_F32;
+		n->accum = is_low && !op_accumulates(n->op) ? dt : MPCC_DTYPE_F32;
 		for (int j = 0; is_low && j < n->n_out; j++)
 			if (is_f32(g, n->out[j]))
-				low_val[n->out[j]] = 1;
+				low_val[n->out[j]] = dt;
+		if (n->reason && !set_evidence(g, n, n->reason, notes, 2))
+			n->reason = NULL;
 	check:
 		if (!n->reason) {
 			free(low_val);

@@ -20,6 +20,7 @@
 #include "frontend/onnx.h"
 #include "passes/passes.h"
 #include "runtime/api_internal.h"
+#include "runtime/autoprec.h"
 #include "runtime/plan.h"
 
 MPCC_API mpcc_status
@@ -59,7 +60,7 @@ MPCC_API void
 mpcc_compile_options_init(mpcc_compile_options *opts)
 {
 	memset(opts, 0, sizeof(*opts));
-	opts->precision = MPCC_PRECISION_FP32;
+	opts->precision = MPCC_PRECISION_AUTO;
 }
 
 static const char *
@@ -80,15 +81,23 @@ precision_name(mpcc_precision p)
  * after, and owning the graph in one place keeps the error paths leak-free.
  */
 static mpcc_status
-compile_graph(mpcc_graph *g, const mpcc_compile_options *opts, void **out, size_t *out_size,
-              mpcc_diag *d)
+compile_graph(mpcc_graph *g, const void *model, size_t model_size, const char *base_dir,
+              const mpcc_compile_options *opts, void **out, size_t *out_size, mpcc_diag *d)
 {
-	mpcc_pass_ctx pcx = {d, opts};
+	mpcc_pass_ctx pcx = {.d = d, .opts = opts};
+	mpcc_autoprec *ap = NULL;
 	mpcc_lower lx;
 	mpcc_plan *plan = NULL;
-	mpcc_status st;
+	mpcc_status st = MPCC_OK;
 
-	st = mpcc_run_pipeline(g, &pcx);
+	/* auto mode: calibrate and search on builds of its own, then hand the
+	 * decisions to this build's precision pass */
+	if (opts->precision == MPCC_PRECISION_AUTO) {
+		st = mpcc_autoprec_search(model, model_size, base_dir, opts, &ap, d);
+		mpcc_autoprec_apply(ap, &pcx);
+	}
+	if (st == MPCC_OK)
+		st = mpcc_run_pipeline(g, &pcx);
 	if (st == MPCC_OK) {
 		mpcc_lower_init(&lx, g, d);
 		st = mpcc_lower_graph(&lx);
@@ -102,6 +111,7 @@ compile_graph(mpcc_graph *g, const mpcc_compile_options *opts, void **out, size_
 		st = mpcc_plan_serialize(plan, out, out_size, d);
 	mpcc_plan_free(plan);
 	mpcc_graph_destroy(g);
+	mpcc_autoprec_destroy(ap);
 	if (st != MPCC_OK && d->status == MPCC_OK)
 		mpcc_diag_error(d, st, "compilation failed (%s)", mpcc_status_name(st));
 	return st;
@@ -138,7 +148,7 @@ mpcc_compile_buffer(mpcc_context *cx, const void *model, size_t model_size, cons
 	if (st == MPCC_OK)
 		st = mpcc_onnx_read_buffer(model, model_size, base_dir, &g, &d);
 	if (st == MPCC_OK)
-		st = compile_graph(g, opts, out_plan, out_plan_size, &d);
+		st = compile_graph(g, model, model_size, base_dir, opts, out_plan, out_plan_size, &d);
 	return mpcc_context_fail(cx, &d, st);
 }
 
@@ -233,8 +243,9 @@ mpcc_compile_file(mpcc_context *cx, const char *model_path, const mpcc_compile_o
 {
 	mpcc_compile_options defaults;
 	mpcc_graph *g = NULL;
-	void *plan = NULL;
-	size_t plan_size = 0;
+	void *plan = NULL, *model = NULL;
+	size_t plan_size = 0, model_size = 0;
+	char *dir = NULL;
 	mpcc_diag d;
 	mpcc_status st;
 
@@ -246,11 +257,26 @@ mpcc_compile_file(mpcc_context *cx, const char *model_path, const mpcc_compile_o
 	st = check_options(opts, &d);
 	if (st == MPCC_OK)
 		st = mpcc_onnx_read_file(model_path, &g, &d);
+	/* auto mode re-reads the model for its own builds: keep its bytes and
+	 * the folder external data is resolved in, as the frontend does */
+	if (st == MPCC_OK && opts->precision == MPCC_PRECISION_AUTO) {
+		st = mpcc_read_whole_file(model_path, &model, &model_size, &d);
+		const char *slash = strrchr(model_path, '/');
+		if (st == MPCC_OK)
+			dir = !slash ? strdup(".") : slash == model_path ? strdup("/")
+			                                                  : strndup(model_path, (size_t)(slash - model_path));
+		if (st == MPCC_OK && !dir)
+			st = mpcc_diag_error(&d, MPCC_ERR_NOMEM, "out of memory");
+		if (st != MPCC_OK)
+			mpcc_graph_destroy(g);
+	}
 	if (st == MPCC_OK)
-		st = compile_graph(g, opts, &plan, &plan_size, &d);
+		st = compile_graph(g, model, model_size, dir, opts, &plan, &plan_size, &d);
 	if (st == MPCC_OK)
 		st = mpcc_write_whole_file(plan_path, plan, plan_size, &d);
 	free(plan);
+	free(model);
+	free(dir);
 	return mpcc_context_fail(cx, &d, st);
 }
 

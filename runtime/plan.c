@@ -4,10 +4,11 @@
  * Building compacts the graph values that kernels, inputs and outputs refer
  * to into a tensor table, copies constant values into one 64-byte aligned
  * weights blob and takes the kernels over from the lowering. The file format
- * (docs/plan-format.md) is a 64-byte header, a section table and five
- * sections; the loader reads it with a bounds-checked cursor and validates
- * every field before anything uses it, so a damaged file is refused with a
- * message naming the section and field instead of crashing.
+ * (docs/plan-format.md) is a 64-byte header, a section table, five
+ * required sections and two optional ones (KNOD, PRND); the loader reads it
+ * with a bounds-checked cursor and validates every field before anything
+ * uses it, so a damaged file is refused with a message naming the section
+ * and field instead of crashing.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,8 +30,9 @@
 #define TAG_IO TAG('I', 'O', 'U', 'T')
 #define TAG_PRECISION TAG('P', 'R', 'E', 'C')
 #define TAG_KNODES TAG('K', 'N', 'O', 'D') /* optional: nodes each kernel covers */
+#define TAG_PRND TAG('P', 'R', 'N', 'D')   /* optional: precision report records */
 #define N_SECTIONS 5 /* required sections */
-#define N_WRITTEN 6  /* written: the required ones and KNOD */
+#define N_WRITTEN 7  /* known: the required ones, KNOD and PRND */
 
 static const char plan_magic[8] = {'M', 'P', 'C', 'C', 'P', 'L', 'A', 'N'};
 
@@ -71,6 +73,7 @@ mpcc_plan_free(mpcc_plan *p)
 		kir_kernel_destroy(p->kernels[i]);
 	free(p->kernels);
 	free(p->weights);
+	mpcc_prec_report_destroy(p->prec_report);
 	mpcc_arena_fini(&p->arena);
 	free(p);
 }
@@ -224,6 +227,53 @@ kernel_nodes_build(mpcc_plan *p, const mpcc_graph *g)
 }
 
 /*
+ * The precision report (section PRND) names, per node, the kernels that
+ * compute it: the inverse of each kernel's cover list, joined by ", ".
+ * Built in malloc'd strings, freed once the report has copied them.
+ */
+static mpcc_status
+prec_report_build(mpcc_plan *p, const mpcc_graph *g, mpcc_diag *d)
+{
+	size_t *len = calloc((size_t)g->n_nodes + 1, sizeof(size_t));
+	char **names = calloc((size_t)g->n_nodes + 1, sizeof(char *));
+	mpcc_status st = MPCC_ERR_NOMEM;
+
+	if (!len || !names)
+		goto out;
+	for (int pass = 0; pass < 2; pass++) {
+		for (int k = 0; k < p->n_kernels; k++) {
+			const kir_kernel *kk = p->kernels[k];
+			int n = kk->cover ? kk->n_cover : (kk->node != MPCC_NONE ? 1 : 0);
+			for (int i = 0; i < n; i++) {
+				int32_t nd = kk->cover ? kk->cover[i] : kk->node;
+				if (nd < 0 || nd >= g->n_nodes)
+					continue;
+				if (pass == 0) {
+					len[nd] += strlen(kk->name) + 2;
+					continue;
+				}
+				if (names[nd][0])
+					strcat(names[nd], ", ");
+				strcat(names[nd], kk->name);
+			}
+		}
+		for (int nd = 0; pass == 0 && nd < g->n_nodes; nd++)
+			if (len[nd] && !(names[nd] = calloc(len[nd] + 1, 1)))
+				goto out;
+	}
+	st = mpcc_prec_report_build(g, p->precision, (const char *const *)names, &p->prec_report,
+	                            d);
+out:
+	for (int nd = 0; names && nd < g->n_nodes; nd++)
+		free(names[nd]);
+	free(names);
+	free(len);
+	if (st == MPCC_ERR_NOMEM && d->status == MPCC_OK)
+		mpcc_diag_error(d, st, "out of memory building the precision report");
+	return st;
+}
+
+/*
  * Why two passes over the weights: the blob is one aligned allocation, so
  * its size (every weight rounded up to 64 bytes) is known before copying.
  * The kernels are moved, not copied: their PARAM buffers are rewritten from
@@ -348,6 +398,8 @@ mpcc_plan_build(const mpcc_graph *g, mpcc_lower *lx, mpcc_precision precision, m
 		mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory building the plan");
 		goto fail;
 	}
+	if (prec_report_build(p, g, d) != MPCC_OK)
+		goto fail;
 
 	if (plan_finish(p, d) != MPCC_OK)
 		goto fail;
@@ -445,32 +497,59 @@ write_knodes(kir_writer *w, const mpcc_plan *p)
 	}
 }
 
+/* Section PRND: the precision report's records (passes/precision_report.c
+ * writes and reads the layout). */
+static void
+write_prnd(kir_writer *w, const mpcc_plan *p)
+{
+	void *data;
+	size_t size;
+
+	if (mpcc_prec_report_serialize(p->prec_report, &data, &size) != MPCC_OK) {
+		w->failed = true;
+		return;
+	}
+	kir_write_bytes(w, data, size);
+	free(data);
+}
+
 /*
  * Sections are built in separate buffers first so that the section table,
  * which precedes them, can be written with final offsets; the weights come
  * last, at a 64-byte aligned file offset, so a loader could map them.
+ * PRND is written when the plan has a precision report.
  */
 mpcc_status
 mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag *d)
 {
 	kir_writer sec[N_WRITTEN] = {{0}};
-	static const uint32_t tags[N_WRITTEN] = {TAG_TENSORS, TAG_IO, TAG_PRECISION, TAG_KERNELS,
-	                                         TAG_KNODES, TAG_WEIGHTS};
+	uint32_t tags[N_WRITTEN];
 	kir_writer w = {0};
 	uint64_t off[N_WRITTEN];
 	bool failed = false;
+	int ns = 0;
 
 	*out = NULL;
 	*out_size = 0;
-	write_tensors(&sec[0], p);
-	write_io(&sec[1], p);
-	put_u32(&sec[2], (uint32_t)p->precision);
-	write_kernels(&sec[3], p);
-	write_knodes(&sec[4], p);
-	kir_write_bytes(&sec[5], p->weights, p->weights_size);
+	tags[ns] = TAG_TENSORS;
+	write_tensors(&sec[ns++], p);
+	tags[ns] = TAG_IO;
+	write_io(&sec[ns++], p);
+	tags[ns] = TAG_PRECISION;
+	put_u32(&sec[ns++], (uint32_t)p->precision);
+	tags[ns] = TAG_KERNELS;
+	write_kernels(&sec[ns++], p);
+	tags[ns] = TAG_KNODES;
+	write_knodes(&sec[ns++], p);
+	if (p->prec_report) {
+		tags[ns] = TAG_PRND;
+		write_prnd(&sec[ns++], p);
+	}
+	tags[ns] = TAG_WEIGHTS;
+	kir_write_bytes(&sec[ns++], p->weights, p->weights_size);
 
-	size_t pos = align_up(HEADER_SIZE + SECTION_ENTRY * N_WRITTEN, 8);
-	for (int i = 0; i < N_WRITTEN; i++) {
+	size_t pos = align_up(HEADER_SIZE + SECTION_ENTRY * (size_t)ns, 8);
+	for (int i = 0; i < ns; i++) {
 		if (tags[i] == TAG_WEIGHTS)
 			pos = align_up(pos, WEIGHT_ALIGN);
 		off[i] = pos;
@@ -480,13 +559,13 @@ mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag 
 
 	uint8_t header[HEADER_SIZE] = {0};
 	kir_write_bytes(&w, header, HEADER_SIZE);
-	for (int i = 0; i < N_WRITTEN; i++) {
+	for (int i = 0; i < ns; i++) {
 		put_u32(&w, tags[i]);
 		put_u32(&w, 0);
 		put_u64(&w, off[i]);
 		put_u64(&w, sec[i].size);
 	}
-	for (int i = 0; i < N_WRITTEN; i++) {
+	for (int i = 0; i < ns; i++) {
 		pad_to(&w, tags[i] == TAG_WEIGHTS ? WEIGHT_ALIGN : 8);
 		kir_write_bytes(&w, sec[i].data, sec[i].size);
 		free(sec[i].data);
@@ -501,7 +580,7 @@ mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag 
 	kir_writer h = {0};
 	kir_write_bytes(&h, plan_magic, 8);
 	put_u32(&h, MPCC_PLAN_VERSION);
-	put_u32(&h, N_WRITTEN);
+	put_u32(&h, (uint32_t)ns);
 	put_u64(&h, fnv1a64(w.data + HEADER_SIZE, w.size - HEADER_SIZE));
 	put_u64(&h, w.size);
 	if (h.failed) {
@@ -792,6 +871,22 @@ read_knodes(mpcc_plan *p, reader *r, mpcc_diag *d)
 	return MPCC_OK;
 }
 
+/* Section PRND (see write_prnd); optional, but checked when present. */
+static mpcc_status
+read_prnd(mpcc_plan *p, reader *r, mpcc_diag *d)
+{
+	mpcc_diag rd;
+	mpcc_status st;
+
+	mpcc_diag_init(&rd);
+	st = mpcc_prec_report_deserialize(r->p, r->size, p->precision, &p->prec_report, &rd);
+	if (st == MPCC_ERR_NOMEM)
+		return mpcc_diag_error(d, st, "out of memory loading the plan");
+	if (st != MPCC_OK)
+		return bad(d, "section 'PRND': %s", rd.msg);
+	return MPCC_OK;
+}
+
 static const char *
 tag_name(uint32_t tag, char buf[5])
 {
@@ -816,7 +911,7 @@ mpcc_plan_deserialize(const void *buf, size_t size, mpcc_plan **out, mpcc_diag *
 	reader hr = {b, size, 0, false};
 	reader sec[N_WRITTEN];
 	static const uint32_t tags[N_WRITTEN] = {TAG_WEIGHTS, TAG_TENSORS, TAG_IO, TAG_PRECISION,
-	                                         TAG_KERNELS, TAG_KNODES};
+	                                         TAG_KERNELS, TAG_KNODES, TAG_PRND};
 	bool found[N_WRITTEN] = {false};
 	mpcc_plan *p;
 	char tn[5];
@@ -897,7 +992,8 @@ mpcc_plan_deserialize(const void *buf, size_t size, mpcc_plan **out, mpcc_diag *
 	}
 	p->precision = (mpcc_precision)prec;
 	if (read_kernels(p, &sec[4], d) != MPCC_OK ||
-	    (found[5] && read_knodes(p, &sec[5], d) != MPCC_OK) || plan_finish(p, d) != MPCC_OK)
+	    (found[5] && read_knodes(p, &sec[5], d) != MPCC_OK) ||
+	    (found[6] && read_prnd(p, &sec[6], d) != MPCC_OK) || plan_finish(p, d) != MPCC_OK)
 		goto fail;
 	*out = p;
 	return MPCC_OK;

@@ -18,6 +18,7 @@
 
 #include "codegen/kir.h"
 #include "ir/ir.h"
+#include "passes/precision_report.h"
 
 #define MPCC_PLAN_VERSION 1
 
@@ -50,6 +51,9 @@ struct mpcc_plan {
 	uint8_t *weights;         /* 64-byte aligned blob */
 	size_t weights_size;
 	mpcc_precision precision;
+	/* Per-node precision decisions (optional section PRND; NULL when the
+	 * plan has none, e.g. one written before the section existed). */
+	mpcc_prec_report *prec_report;
 };
 
 /* Builds a plan from a lowered graph; takes the kernels out of lx. */

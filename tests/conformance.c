@@ -381,6 +381,13 @@ build(mpcc_context *cx, const void *model, size_t model_size, const tcase *c, co
 	mpcc_compile_options_init(&opts);
 	opts.precision = cf->precision;
 	opts.no_fuse = cf->no_fuse;
+	/* auto mode's search aims at what is checked here: |got - exp| <=
+	 * tol (1 + |exp|) per element is its max-element metric when the
+	 * absolute and relative tolerances are equal (set_tolerance) */
+	if (cf->precision == MPCC_PRECISION_AUTO) {
+		opts.error_metric = MPCC_ERROR_METRIC_MAX_ELEMENT;
+		opts.tolerance = tol_rel;
+	}
 	if (set_dir) {
 		for (int k = 0; k < n_names && n_fz < (int)(sizeof(fz) / sizeof(fz[0])); k++) {
 			char path[4096], why[64];

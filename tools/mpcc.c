@@ -1,6 +1,6 @@
 /*
  * mpcc.c - the command-line tool: compile an ONNX model to a plan, run a
- * plan on .npy inputs, inspect a plan.
+ * plan on .npy inputs, inspect a plan, explain a node's precision.
  *
  * Each verb parses its own flags and calls the library; the library never
  * prints, so every message a user sees is written here: one line
@@ -20,6 +20,7 @@
 #include "frontend/onnx.h"
 #include "ir/ir.h"
 #include "passes/passes.h"
+#include "runtime/autoprec.h"
 #include "runtime/memplan.h"
 #include "runtime/npy.h"
 #include "runtime/plan.h"
@@ -30,8 +31,15 @@ static const char usage_compile[] =
 	"usage: mpcc MODEL.onnx -o PLAN [options]\n"
 	"Compiles an ONNX model into an mpcc plan.\n"
 	"  -o PLAN                 where to write the plan (required)\n"
-	"  --precision P           fp32 (default), fp16, bf16 or auto (for now: the\n"
-	"                          fp16 policy; docs/precision.md)\n"
+	"  --precision P           auto (default), fp32, fp16 or bf16; auto: policy,\n"
+	"                          then calibrated ranges, then an error budget\n"
+	"                          against the f32 plan (docs/precision.md)\n"
+	"  --calib NAME=FILE.npy   auto: calibration data for input NAME (repeatable;\n"
+	"                          inputs without get seeded random data)\n"
+	"  --tolerance X           auto: error budget per output (default 1e-3)\n"
+	"  --error-metric M        auto: rel-l2 (default: ||got-ref|| / ||ref||) or\n"
+	"                          max-element (max |got-ref| / (1 + |ref|))\n"
+	"  --seed N                auto: seed of the random calibration data (default 0)\n"
 	"  --keep-fp32 OP|NODE,... keep these op types or node names in f32 (repeatable)\n"
 	"  --force-low OP|NODE,... run these in the low dtype whatever the policy\n"
 	"  --low-io                graph inputs and outputs in the low dtype too\n"
@@ -41,6 +49,12 @@ static const char usage_compile[] =
 	"  --no-fold               skip constant folding\n"
 	"  --no-fuse               skip kernel fusion (one kernel per op, for testing)\n"
 	"  --dump-ir               print the graph after the passes to stdout\n"
+	"  --dump-precision[=FILE] print the precision decisions as a table (stdout,\n"
+	"                          or FILE): per node its dtypes, reason, range, error;\n"
+	"                          then the FLOPs and bytes per dtype and the casts\n"
+	"  --dump-precision-json FILE  the same as JSON (docs/precision-json.md)\n"
+	"  --report FILE.html      one self-contained page: the graph coloured by\n"
+	"                          precision, casts marked, the table beside it\n"
 	"  -h, --help              this text\n";
 
 static const char usage_run[] =
@@ -55,17 +69,26 @@ static const char usage_run[] =
 	"  -h, --help              this text\n";
 
 static const char usage_inspect[] =
-	"usage: mpcc inspect PLAN [--kernels] [--memory]\n"
+	"usage: mpcc inspect PLAN [--kernels] [--memory] [--precision]\n"
 	"Prints a plan's inputs, outputs, tensor count, weight bytes and kernels.\n"
 	"  --kernels               also print every kernel's ONNX nodes and its kernel IR\n"
 	"  --memory                also print the session's planned arena (peak bytes of\n"
 	"                          intermediates) against the sum of all intermediates\n"
+	"  --precision             also print the precision table (as --dump-precision)\n"
+	"  -h, --help              this text\n";
+
+static const char usage_explain[] =
+	"usage: mpcc explain PLAN NODE\n"
+	"Prints why NODE (an ONNX node name, or an id such as n12 or cast:x:f16 from\n"
+	"the precision table) got its precision: the chain of evidence, what auto\n"
+	"mode measured, its operands and the kernel that computes it.\n"
 	"  -h, --help              this text\n";
 
 static const char usage_top[] =
 	"usage: mpcc MODEL.onnx -o PLAN [options]     compile a model\n"
 	"       mpcc run PLAN --input NAME=FILE.npy ... --output-dir DIR [options]\n"
-	"       mpcc inspect PLAN [--kernels] [--memory]\n"
+	"       mpcc inspect PLAN [--kernels] [--memory] [--precision]\n"
+	"       mpcc explain PLAN NODE\n"
 	"       mpcc --help | mpcc VERB --help\n"
 	"\n";
 
@@ -98,7 +121,7 @@ usage_error(const char *usage, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, " (see mpcc %s--help)\n", usage == usage_run ? "run " :
-	        usage == usage_inspect ? "inspect " : "");
+	        usage == usage_inspect ? "inspect " : usage == usage_explain ? "explain " : "");
 	return 2;
 }
 
@@ -142,6 +165,69 @@ split_list(char *s, const char **list, int *n)
 	return true;
 }
 
+/* The precision dumps a compile asked for. */
+typedef struct precision_dumps {
+	bool text;             /* --dump-precision[=FILE] */
+	const char *text_path; /* NULL: stdout */
+	const char *json_path; /* --dump-precision-json FILE */
+	const char *html_path; /* --report FILE.html */
+} precision_dumps;
+
+/* Writes text to path, or to stdout when path is NULL; 0 or 1 (reported). */
+static int
+write_text(const char *path, const char *text)
+{
+	FILE *f = path ? fopen(path, "w") : stdout;
+	size_t n = strlen(text);
+
+	if (!f)
+		return fail("cannot write '%s': %s", path, strerror(errno));
+	bool ok = fwrite(text, 1, n, f) == n;
+	if (path)
+		ok = (fclose(f) == 0) && ok;
+	else
+		ok = (fflush(f) == 0) && ok;
+	if (!ok)
+		return fail("cannot write '%s'", path ? path : "(stdout)");
+	return 0;
+}
+
+static int
+dump_one(mpcc_context *cx, const mpcc_plan *plan, mpcc_dump_format fmt, const char *path)
+{
+	char *text;
+	if (mpcc_plan_precision_dump(cx, plan, fmt, &text) != MPCC_OK)
+		return fail("%s", mpcc_context_last_error(cx));
+	int rc = write_text(path, text);
+	mpcc_free(text);
+	return rc;
+}
+
+/*
+ * Why the dumps read the plan back instead of the graph: `mpcc inspect
+ * --precision` can only see the plan, and going through the same public
+ * call makes the compile-time dump and the inspected one identical.
+ */
+static int
+write_precision_dumps(mpcc_context *cx, const char *plan_path, const precision_dumps *pd)
+{
+	mpcc_plan *plan;
+	int rc = 0;
+
+	if (!pd->text && !pd->json_path && !pd->html_path)
+		return 0;
+	if (mpcc_plan_load(cx, plan_path, &plan) != MPCC_OK)
+		return fail("%s", mpcc_context_last_error(cx));
+	if (pd->text)
+		rc |= dump_one(cx, plan, MPCC_DUMP_TEXT, pd->text_path);
+	if (pd->json_path)
+		rc |= dump_one(cx, plan, MPCC_DUMP_JSON, pd->json_path);
+	if (pd->html_path)
+		rc |= dump_one(cx, plan, MPCC_DUMP_HTML, pd->html_path);
+	mpcc_plan_destroy(plan);
+	return rc;
+}
+
 static int
 cmd_compile(int argc, char **argv)
 {
@@ -149,14 +235,16 @@ cmd_compile(int argc, char **argv)
 	mpcc_compile_options opts;
 	mpcc_shape_binding shapes[MAX_ARGS];
 	char *shape_names[MAX_ARGS];
-	mpcc_tensor frozen[MAX_ARGS];
+	mpcc_tensor frozen[MAX_ARGS], calib[MAX_ARGS];
 	const char *keep[MAX_ARGS], *force[MAX_ARGS];
 	bool dump_ir = false;
+	precision_dumps dumps = {0};
 	int rc = 0;
 
 	mpcc_compile_options_init(&opts);
 	opts.shapes = shapes;
 	opts.frozen = frozen;
+	opts.calib = calib;
 	opts.keep_fp32 = keep;
 	opts.force_low = force;
 	for (int i = 0; i < argc; i++) {
@@ -210,6 +298,40 @@ cmd_compile(int argc, char **argv)
 			                                                : &opts.n_force_low))
 				return usage_error(usage_compile, "%s wants OP|NODE,... (at most %d)", a,
 				                   MAX_ARGS);
+		} else if (strcmp(a, "--calib") == 0 && i + 1 < argc) {
+			char *arg = argv[++i], *eq = strchr(arg, '=');
+			if (!eq || eq == arg || opts.n_calib >= MAX_ARGS)
+				return usage_error(usage_compile, "--calib wants NAME=FILE.npy, got '%s'", arg);
+			*eq = 0;
+			mpcc_diag d;
+			mpcc_diag_init(&d);
+			mpcc_tensor *t = &calib[opts.n_calib];
+			if (mpcc_npy_read_file(eq + 1, t, &d) != MPCC_OK)
+				return fail("--calib %s: %s", arg, d.msg);
+			t->name = arg;
+			opts.n_calib++;
+		} else if (strcmp(a, "--tolerance") == 0 && i + 1 < argc) {
+			char *end;
+			opts.tolerance = strtod(argv[++i], &end);
+			if (end == argv[i] || *end || !(opts.tolerance > 0))
+				return usage_error(usage_compile, "--tolerance wants a number > 0, got '%s'",
+				                   argv[i]);
+		} else if (strcmp(a, "--error-metric") == 0 && i + 1 < argc) {
+			const char *m = argv[++i];
+			if (strcmp(m, "rel-l2") == 0)
+				opts.error_metric = MPCC_ERROR_METRIC_REL_L2;
+			else if (strcmp(m, "max-element") == 0)
+				opts.error_metric = MPCC_ERROR_METRIC_MAX_ELEMENT;
+			else
+				return usage_error(usage_compile, "unknown error metric '%s' "
+				                   "(choices: rel-l2, max-element)", m);
+		} else if (strcmp(a, "--seed") == 0 && i + 1 < argc) {
+			char *end;
+			errno = 0;
+			opts.seed = strtoull(argv[++i], &end, 10);
+			if (end == argv[i] || *end || errno || argv[i][0] == '-')
+				return usage_error(usage_compile, "--seed wants a number >= 0, got '%s'",
+				                   argv[i]);
 		} else if (strcmp(a, "--low-io") == 0) {
 			opts.low_io = true;
 		} else if (strcmp(a, "--no-fold") == 0) {
@@ -218,6 +340,15 @@ cmd_compile(int argc, char **argv)
 			opts.no_fuse = true;
 		} else if (strcmp(a, "--dump-ir") == 0) {
 			dump_ir = true;
+		} else if (strcmp(a, "--dump-precision") == 0) {
+			dumps.text = true;
+		} else if (strncmp(a, "--dump-precision=", 17) == 0 && a[17]) {
+			dumps.text = true;
+			dumps.text_path = a + 17;
+		} else if (strcmp(a, "--dump-precision-json") == 0 && i + 1 < argc) {
+			dumps.json_path = argv[++i];
+		} else if (strcmp(a, "--report") == 0 && i + 1 < argc) {
+			dumps.html_path = argv[++i];
 		} else if (a[0] == '-') {
 			return usage_error(usage_compile, "unknown or incomplete option '%s'", a);
 		} else if (!model) {
@@ -233,10 +364,7 @@ cmd_compile(int argc, char **argv)
 		mpcc_graph *g = NULL;
 		mpcc_diag d;
 		mpcc_diag_init(&d);
-		mpcc_pass_ctx pcx = {&d, &opts};
-		mpcc_status st = mpcc_onnx_read_file(model, &g, &d);
-		if (st == MPCC_OK)
-			st = mpcc_run_pipeline(g, &pcx);
+		mpcc_status st = mpcc_autoprec_pipeline_file(model, &opts, &g, &d);
 		if (st == MPCC_OK) {
 			char *text = mpcc_graph_print(g);
 			if (text)
@@ -253,9 +381,13 @@ cmd_compile(int argc, char **argv)
 		rc = fail("out of memory");
 	else if (mpcc_compile_file(cx, model, &opts, plan_path) != MPCC_OK)
 		rc = fail("%s", mpcc_context_last_error(cx));
+	else
+		rc = write_precision_dumps(cx, plan_path, &dumps);
 	mpcc_context_destroy(cx);
 	for (int i = 0; i < opts.n_frozen; i++)
 		free(frozen[i].data);
+	for (int i = 0; i < opts.n_calib; i++)
+		free(calib[i].data);
 	return rc;
 }
 
@@ -446,12 +578,14 @@ static int
 cmd_inspect(int argc, char **argv)
 {
 	const char *plan_path = NULL;
-	bool kernels = false, memory = false;
+	bool kernels = false, memory = false, precision = false;
 
 	for (int i = 0; i < argc; i++) {
 		if (is_help(argv[i])) {
 			fputs(usage_inspect, stdout);
 			return 0;
+		} else if (strcmp(argv[i], "--precision") == 0) {
+			precision = true;
 		} else if (strcmp(argv[i], "--kernels") == 0) {
 			kernels = true;
 		} else if (strcmp(argv[i], "--memory") == 0) {
@@ -514,9 +648,60 @@ cmd_inspect(int argc, char **argv)
 		       p->weights_size);
 		mpcc_memplan_fini(&mp);
 	}
+	int rc = 0;
+	if (precision) {
+		char *text;
+		mpcc_status st = mpcc_plan_precision_dump(cx, p, MPCC_DUMP_TEXT, &text);
+		if (st == MPCC_OK)
+			rc = write_text(NULL, text);
+		else if (st == MPCC_ERR_UNSUPPORTED)
+			printf("precision: %s\n", mpcc_context_last_error(cx));
+		else
+			rc = fail("%s", mpcc_context_last_error(cx));
+		mpcc_free(text);
+	}
 	mpcc_plan_destroy(p);
 	mpcc_context_destroy(cx);
-	return 0;
+	return rc;
+}
+
+static int
+cmd_explain(int argc, char **argv)
+{
+	const char *plan_path = NULL, *node = NULL;
+
+	for (int i = 0; i < argc; i++) {
+		if (is_help(argv[i])) {
+			fputs(usage_explain, stdout);
+			return 0;
+		} else if (argv[i][0] == '-' && argv[i][1] == '-') {
+			return usage_error(usage_explain, "unknown option '%s'", argv[i]);
+		} else if (!plan_path) {
+			plan_path = argv[i];
+		} else if (!node) {
+			node = argv[i];
+		} else {
+			return usage_error(usage_explain, "one plan and one node, got also '%s'", argv[i]);
+		}
+	}
+	if (!plan_path || !node)
+		return usage_error(usage_explain, "%s", !plan_path ? "no plan given" : "no node given");
+
+	mpcc_context *cx;
+	mpcc_plan *p = NULL;
+	char *text = NULL;
+	int rc = 0;
+	if (mpcc_context_create(&cx) != MPCC_OK)
+		return fail("out of memory");
+	if (mpcc_plan_load(cx, plan_path, &p) != MPCC_OK ||
+	    mpcc_plan_explain(cx, p, node, &text) != MPCC_OK)
+		rc = fail("%s", mpcc_context_last_error(cx));
+	else
+		rc = write_text(NULL, text);
+	mpcc_free(text);
+	mpcc_plan_destroy(p);
+	mpcc_context_destroy(cx);
+	return rc;
 }
 
 int
@@ -531,11 +716,15 @@ main(int argc, char **argv)
 		fputs(usage_run, stdout);
 		fputc('\n', stdout);
 		fputs(usage_inspect, stdout);
+		fputc('\n', stdout);
+		fputs(usage_explain, stdout);
 		return 0;
 	}
 	if (strcmp(argv[1], "run") == 0)
 		return cmd_run(argc - 2, argv + 2);
 	if (strcmp(argv[1], "inspect") == 0)
 		return cmd_inspect(argc - 2, argv + 2);
+	if (strcmp(argv[1], "explain") == 0)
+		return cmd_explain(argc - 2, argv + 2);
 	return cmd_compile(argc - 1, argv + 1);
 }

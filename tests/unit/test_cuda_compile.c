@@ -63,13 +63,14 @@ emit_case(const char *path, int id, unit *u)
 	mpcc_diag d;
 	mpcc_graph *g = NULL;
 	mpcc_compile_options opts;
-	mpcc_pass_ctx pcx = {&d, &opts};
+	mpcc_pass_ctx pcx = {.d = &d, .opts = &opts};
 	mpcc_lower lx;
 	mpcc_status st;
 	char *src = NULL;
 
 	mpcc_diag_init(&d);
 	mpcc_compile_options_init(&opts);
+	opts.precision = MPCC_PRECISION_FP32; /* exact f32 results */
 	if (mpcc_onnx_read_file(path, &g, &d) != MPCC_OK)
 		return 1;
 	st = mpcc_run_pipeline(g, &pcx);

@@ -134,9 +134,10 @@ compile(build_fn build, bool fuse, mpcc_fuse_stats *stats)
 	g->opset = 17;
 	build(g);
 	mpcc_compile_options_init(&o);
+	o.precision = MPCC_PRECISION_FP32; /* exact f32 results */
 	o.no_fuse = !fuse;
 	mpcc_diag_init(&d);
-	mpcc_pass_ctx pcx = {&d, &o};
+	mpcc_pass_ctx pcx = {.d = &d, .opts = &o};
 	assert_int_equal(mpcc_run_pipeline(g, &pcx), MPCC_OK);
 	mpcc_lower_init(&lx, g, &d);
 	assert_int_equal(mpcc_lower_graph(&lx), MPCC_OK);

@@ -76,6 +76,7 @@ load_model(mpcc_context *cx, const char *name)
 	snprintf(path, sizeof(path), "tests/models/%s/model.onnx", name);
 	snprintf(plan_path, sizeof(plan_path), "/tmp/mpcc_memplan_%s_%d.plan", name, (int)getpid());
 	mpcc_compile_options_init(&opts);
+	opts.precision = MPCC_PRECISION_FP32; /* exact f32 results */
 	if (mpcc_compile_file(cx, path, &opts, plan_path) != MPCC_OK)
 		fail_msg("%s: compile: %s", name, mpcc_context_last_error(cx));
 	if (mpcc_plan_load(cx, plan_path, &plan) != MPCC_OK)

@@ -51,6 +51,7 @@ run_model(const char *name, const char *backend)
 	assert_int_equal(mpcc_context_create(&cx), MPCC_OK);
 	mpcc_compile_options opts;
 	mpcc_compile_options_init(&opts);
+	opts.precision = MPCC_PRECISION_FP32; /* exact f32 results */
 	mpcc_status st = mpcc_compile_file(cx, path, &opts, plan_path);
 	if (st)
 		fail_msg("%s: compile: %s", name, mpcc_context_last_error(cx));

@@ -145,6 +145,7 @@ child(int fd, const unsigned char *buf, size_t size)
 	if (s == MPCC_OK) {
 		mpcc_compile_options opts;
 		mpcc_compile_options_init(&opts);
+		opts.precision = MPCC_PRECISION_FP32; /* exact f32 results */
 		void *plan = NULL;
 		size_t plan_size = 0;
 		s = mpcc_compile_buffer(cx, buf, size, NULL, &opts, &plan, &plan_size);

@@ -118,6 +118,7 @@ run(fixture *f)
 {
 	mpcc_compile_options opts;
 	mpcc_compile_options_init(&opts);
+	opts.precision = MPCC_PRECISION_FP32; /* exact f32 results */
 	mpcc_pass_ctx cx = {.d = &f->d, .opts = &opts};
 	return mpcc_run_pipeline(f->g, &cx);
 }
