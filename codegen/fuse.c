@@ -289,12 +289,58 @@ copy_expr(kir_kernel *dst, const kir_expr *e, const int32_t *map, const int *buf
 	return emit(dst, x);
 }
 
+/*
+ * Storage rounding that fusion makes moot. The precision pass stores some
+ * f32 intermediates as f16/bf16 (MPCC_VALUE_LOWERED); their lowerings round
+ * to the storage dtype at the store and widen again at the load. Once a
+ * fusion keeps such a value in registers there is no store, and the numerics
+ * contract rounds exactly where a value is stored, so the consumer's widening
+ * CAST(F32, x) of the inlined CAST(low, y) becomes y. Casts the model itself
+ * asks for are not LOWERED and keep their rounding. Nor do the operands of a
+ * consumer that reduces: a matrix op said to compute in f16 reads f16
+ * operands (as tensor cores do), fused or not; only elementwise consumers
+ * (epilogues, chains) take the unrounded value.
+ */
+static int32_t
+unrounded(const kir_kernel *k, int32_t v)
+{
+	const kir_expr *x = &k->exprs[v];
+	if (x->op != KIR_CAST || (x->dtype != MPCC_DTYPE_F16 && x->dtype != MPCC_DTYPE_BF16))
+		return -1;
+	return k->exprs[x->a].dtype == MPCC_DTYPE_F32 ? x->a : -1;
+}
+
+/* True when e (of src) is CAST(F32, load of buf). */
+static bool
+widens_load(const kir_kernel *src, const kir_expr *e, int buf)
+{
+	return buf >= 0 && e->op == KIR_CAST && e->dtype == MPCC_DTYPE_F32 &&
+	       src->exprs[e->a].op == KIR_LOAD && src->exprs[e->a].a == buf;
+}
+
+static bool
+reduces(const kir_kernel *k)
+{
+	for (int i = 0; i < k->n_stages; i++)
+		if (kir_stage_reduces(&k->stages[i]))
+			return true;
+	return false;
+}
+
+static bool
+lowered(const mpcc_graph *g, int32_t value)
+{
+	return value >= 0 && value < g->n_values && (g->values[value].flags & MPCC_VALUE_LOWERED);
+}
+
 /* Emits src's tree at root into dst, its stage's vars recovered from the
  * linear element index idx (an expr of dst) by div/mod over st's parallel
- * extents. Loads of subst_buf (or none when -1) become subst_val. */
+ * extents. Loads of subst_buf (or none when -1) become subst_val; with
+ * elide, their widening casts become subst_val's unrounded operand. */
 static int32_t
 emit_tree(kir_kernel *dst, const kir_kernel *src, const kir_stage *st, int32_t root, int32_t idx,
-          const int *bufmap, int subst_buf, int32_t subst_val, int32_t *map, uint8_t *mark)
+          const int *bufmap, int subst_buf, int32_t subst_val, bool elide, int32_t *map,
+          uint8_t *mark)
 {
 	int32_t vars[KIR_MAX_DIMS];
 	int64_t stride = 1;
@@ -337,6 +383,8 @@ emit_tree(kir_kernel *dst, const kir_kernel *src, const kir_stage *st, int32_t r
 			map[i] = vars[e->a];
 		else if (e->op == KIR_LOAD && e->a == subst_buf)
 			map[i] = subst_val;
+		else if (elide && widens_load(src, e, subst_buf) && unrounded(dst, subst_val) >= 0)
+			map[i] = unrounded(dst, subst_val);
 		else
 			map[i] = copy_expr(dst, e, map, bufmap);
 	}
@@ -350,7 +398,7 @@ emit_tree(kir_kernel *dst, const kir_kernel *src, const kir_stage *st, int32_t r
  * the operands-before-users invariant with no renumbering pass.
  */
 static kir_kernel *
-fuse_pair(const kir_kernel *p, const kir_store *s, const kir_kernel *c, int cb)
+fuse_pair(const kir_kernel *p, const kir_store *s, const kir_kernel *c, int cb, bool elide)
 {
 	kir_kernel *k = kir_kernel_create(c->name);
 	int *cbufmap = NULL, *pbufmap = NULL;
@@ -389,11 +437,13 @@ fuse_pair(const kir_kernel *p, const kir_store *s, const kir_kernel *c, int cb)
 		const kir_expr *e = &c->exprs[i];
 		if (e->op == KIR_LOAD && e->a == cb) {
 			int32_t v = emit_tree(k, p, &p->stages[0], s->value, cmap[e->b], pbufmap, -1, 0,
-			                      pmap, pmark);
+			                      false, pmap, pmark);
 			/* The store wrote a value of the buffer's dtype; keep that type. */
 			if (!k->failed && k->exprs[v].dtype != c->bufs[cb].dtype)
 				goto fail;
 			cmap[i] = v;
+		} else if (elide && widens_load(c, e, cb) && unrounded(k, cmap[e->a]) >= 0) {
+			cmap[i] = unrounded(k, cmap[e->a]);
 		} else {
 			cmap[i] = copy_expr(k, e, cmap, cbufmap);
 		}
@@ -600,7 +650,7 @@ epilogue_can_move(const mpcc_lower *lx, int pi, int ci, int cb)
  * becomes that store's value, aimed at C's output at the same element.
  */
 static kir_kernel *
-fuse_epilogue(const kir_kernel *p, int si, int sj, const kir_kernel *c, int cb)
+fuse_epilogue(const kir_kernel *p, int si, int sj, const kir_kernel *c, int cb, bool elide)
 {
 	const kir_store *ps = &p->stages[si].store[sj];
 	const kir_store *cs = &c->stages[0].store[0];
@@ -645,7 +695,7 @@ fuse_epilogue(const kir_kernel *p, int si, int sj, const kir_kernel *c, int cb)
 		pmap[i] = copy_expr(k, &p->exprs[i], pmap, pbufmap);
 	int32_t idx = pmap[ps->index];
 	int32_t val = emit_tree(k, c, &c->stages[0], cs->value, idx, cbufmap, cb, pmap[ps->value],
-	                        cmap, cmark);
+	                        elide, cmap, cmark);
 	if (k->failed)
 		goto fail;
 	for (int a = 0; a < p->n_stages; a++) {
@@ -699,7 +749,7 @@ try_epilogue(mpcc_lower *lx, int pi)
 	if (c->bufs[cb].dtype != pb->dtype || c->bufs[cb].n_elems != pb->n_elems ||
 	    !epilogue_consumer(c, cb, lx->g) || !epilogue_can_move(lx, pi, ci, cb))
 		return 0;
-	kir_kernel *k = fuse_epilogue(p, si, sj, c, cb);
+	kir_kernel *k = fuse_epilogue(p, si, sj, c, cb, lowered(lx->g, pb->value));
 	if (!k)
 		return 0;
 	mpcc_diag_init(&vd);
@@ -750,7 +800,8 @@ mpcc_fuse_kernels(mpcc_lower *lx, mpcc_fuse_stats *stats)
 			pi++;
 			continue;
 		}
-		kir_kernel *k = fuse_pair(p, s, c, cb);
+		kir_kernel *k = fuse_pair(p, s, c, cb,
+		                          lowered(lx->g, p->bufs[s->buf].value) && !reduces(c));
 		if (!k) {
 			pi++;
 			continue;

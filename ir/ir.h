@@ -137,6 +137,10 @@ enum {
 	MPCC_VALUE_OUTPUT = 1 << 1, /* graph output */
 	MPCC_VALUE_CONST = 1 << 2,  /* data is known at compile time */
 	MPCC_VALUE_WEIGHT = 1 << 3, /* came from an initializer */
+	/* An f32 value of the model that the precision pass stores as f16/bf16
+	 * (or a cast it inserted): its rounding is a storage decision, so a
+	 * fusion that keeps it in registers drops it (codegen/fuse.c). */
+	MPCC_VALUE_LOWERED = 1 << 4,
 };
 
 typedef struct mpcc_value {

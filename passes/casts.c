@@ -484,9 +484,15 @@ mpcc_insert_casts(mpcc_graph *g, mpcc_pass_ctx *cx, mpcc_precision_stats *stats)
 		goto out;
 	if ((st = check_result(&rw, agreed, o->low_io)))
 		goto out;
-	for (int32_t v = 0; v < g->n_values; v++)
-		if (mpcc_dtype_is_float(g->values[v].dtype))
-			g->values[v].storage = g->values[v].dtype;
+	for (int32_t v = 0; v < g->n_values; v++) {
+		mpcc_value *x = &g->values[v];
+		if (mpcc_dtype_is_float(x->dtype))
+			x->storage = x->dtype;
+		if ((x->dtype == MPCC_DTYPE_F16 || x->dtype == MPCC_DTYPE_BF16) &&
+		    !(x->flags & MPCC_VALUE_CONST) &&
+		    (v >= rw.n_values0 || rw.odt[v] == MPCC_DTYPE_F32))
+			x->flags |= MPCC_VALUE_LOWERED;
+	}
 	st = mpcc_graph_verify(g, cx->d);
 out:
 	free(rw.odt);
