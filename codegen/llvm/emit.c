@@ -18,44 +18,19 @@
  * selects a safe divisor; float->int casts use the saturating intrinsics;
  * functions LLVM has no intrinsic for are called in libm by name and resolved
  * from the process by the JIT.
+ *
+ * Stages shaped like a matrix product (MatMul, Gemm, Conv) go to
+ * emit_matrix.c instead, which packs one operand and keeps a tile of sums
+ * in vector registers; what does not qualify takes the path here, with
+ * reductions blocked along the innermost parallel dim (block_width).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codegen/llvm/emit.h"
+#include "codegen/llvm/emit_impl.h"
 #include "codegen/llvm/jit.h"
-
-typedef struct loop {
-	LLVMBasicBlockRef header, exit;
-	LLVMValueRef iv;
-} loop;
-
-/* A value fix() rounded, and the storage bits it was widened from. */
-typedef struct rounded {
-	LLVMValueRef value, bits;
-	mpcc_dtype dtype;
-} rounded;
-
-#define ROUNDED_MEMO 32
-
-typedef struct emitter {
-	LLVMContextRef cx;
-	LLVMModuleRef mod;
-	LLVMBuilderRef b;
-	const kir_kernel *k;
-	mpcc_diag *d;
-	mpcc_status st;
-	bool f16c; /* f16 conversions by fptrunc/fpext (mpcc_llvm_target) */
-	LLVMTypeRef t_void, t_i1, t_i8, t_i16, t_i32, t_i64, t_f16, t_f32, t_f64, t_ptr;
-	LLVMValueRef *bufs; /* typed element pointers, one per kernel buffer */
-	LLVMValueRef vars[2 * KIR_MAX_DIMS];
-	LLVMValueRef acc;  /* the reduction result, in the store region only */
-	LLVMValueRef *val; /* per-expression cache for the current region */
-	uint8_t *mark;
-	rounded rounded[ROUNDED_MEMO]; /* the last fix() results, for stores */
-	int n_rounded;
-} emitter;
 
 static mpcc_status
 fail(emitter *e, mpcc_status st, const char *fmt, ...) {
@@ -758,8 +733,8 @@ emit_one(emitter *e, int32_t i) {
 }
 
 /* Operands of expression x that are expressions: bit 0 a, bit 1 b, bit 2 c. */
-static unsigned
-operand_mask(const kir_expr *x) {
+unsigned
+mpcc_llvm_operand_mask(const kir_expr *x) {
 	switch (x->op) {
 	case KIR_CONST:
 	case KIR_VAR:
@@ -782,8 +757,8 @@ operand_mask(const kir_expr *x) {
  * needed set downward from root and emitting upward is a topological order
  * without recursion (deep expression chains cannot overflow the stack).
  */
-static LLVMValueRef
-emit_expr(emitter *e, int32_t root) {
+LLVMValueRef
+mpcc_llvm_expr(emitter *e, int32_t root) {
 	const kir_kernel *k = e->k;
 
 	if (root < 0 || root >= k->n_exprs) {
@@ -798,7 +773,7 @@ emit_expr(emitter *e, int32_t root) {
 	for (int32_t i = root; i >= 0; i--) {
 		const kir_expr *x = &k->exprs[i];
 		int32_t ops[3] = {x->a, x->b, x->c};
-		unsigned m = operand_mask(x);
+		unsigned m = mpcc_llvm_operand_mask(x);
 
 		if (!e->mark[i] || e->val[i])
 			continue;
@@ -823,15 +798,15 @@ emit_expr(emitter *e, int32_t root) {
 	return e->val[root];
 }
 
-static void
-clear_cache(emitter *e) {
+void
+mpcc_llvm_clear_cache(emitter *e) {
 	memset(e->val, 0, sizeof(*e->val) * (size_t)e->k->n_exprs);
 }
 
 /* ---------------------------------------------------------------- loops and stages */
 
-static LLVMValueRef
-loop_open(emitter *e, loop *l, LLVMValueRef lo, LLVMValueRef hi) {
+LLVMValueRef
+mpcc_llvm_loop_open(emitter *e, loop *l, LLVMValueRef lo, LLVMValueRef hi) {
 	LLVMValueRef fn = LLVMGetBasicBlockParent(LLVMGetInsertBlock(e->b));
 	LLVMBasicBlockRef pre = LLVMGetInsertBlock(e->b);
 	LLVMBasicBlockRef body;
@@ -848,8 +823,8 @@ loop_open(emitter *e, loop *l, LLVMValueRef lo, LLVMValueRef hi) {
 	return l->iv;
 }
 
-static void
-loop_close(emitter *e, loop *l) {
+void
+mpcc_llvm_loop_close(emitter *e, loop *l) {
 	LLVMValueRef next = LLVMBuildNSWAdd(e->b, l->iv, ci64(e, 1), "");
 	LLVMBasicBlockRef cur = LLVMGetInsertBlock(e->b);
 
@@ -909,7 +884,7 @@ emit_reduction(emitter *e, const kir_stage *st, LLVMValueRef acc_p, LLVMValueRef
 		LLVMBuildStore(e->b, init, acc_p);
 	}
 	for (int r = 0; r < st->n_red; r++) {
-		e->vars[st->n_par + r] = loop_open(e, &lp[r], ci64(e, 0), ci64(e, st->red_ext[r]));
+		e->vars[st->n_par + r] = mpcc_llvm_loop_open(e, &lp[r], ci64(e, 0), ci64(e, st->red_ext[r]));
 		lin = r == 0
 		          ? lp[r].iv
 		          : LLVMBuildAdd(e->b, LLVMBuildMul(e->b, lin, ci64(e, st->red_ext[r]), ""),
@@ -917,7 +892,7 @@ emit_reduction(emitter *e, const kir_stage *st, LLVMValueRef acc_p, LLVMValueRef
 	}
 	if (!lin)
 		lin = ci64(e, 0);
-	if (!(v = emit_expr(e, st->red_value)))
+	if (!(v = mpcc_llvm_expr(e, st->red_value)))
 		return e->st;
 	if (is_arg(red)) {
 		LLVMTypeRef bt = reg_type(e, vt);
@@ -948,17 +923,17 @@ emit_reduction(emitter *e, const kir_stage *st, LLVMValueRef acc_p, LLVMValueRef
 		LLVMBuildStore(e->b, acc, acc_p);
 	}
 	for (int r = st->n_red - 1; r >= 0; r--) {
-		loop_close(e, &lp[r]);
+		mpcc_llvm_loop_close(e, &lp[r]);
 		e->vars[st->n_par + r] = NULL;
 	}
-	clear_cache(e);
+	mpcc_llvm_clear_cache(e);
 	e->acc =
 	    LLVMBuildLoad2(e->b, is_arg(red) ? e->t_i64 : reg_type(e, st->acc_dtype), acc_p, "");
 	return MPCC_OK;
 }
 
-static mpcc_status
-emit_store(emitter *e, const kir_store *s) {
+mpcc_status
+mpcc_llvm_store(emitter *e, const kir_store *s) {
 	const kir_buf *bf;
 	LLVMValueRef idx, v, p, bits;
 	LLVMTypeRef mt;
@@ -967,7 +942,7 @@ emit_store(emitter *e, const kir_store *s) {
 		return fail(e, MPCC_ERR_INVALID, "kernel %s: store to buffer %d", e->k->name,
 		            s->buf);
 	bf = &e->k->bufs[s->buf];
-	if (!(idx = emit_expr(e, s->index)) || !(v = emit_expr(e, s->value)))
+	if (!(idx = mpcc_llvm_expr(e, s->index)) || !(v = mpcc_llvm_expr(e, s->value)))
 		return e->st;
 	mt = mem_type(e, bf->dtype);
 	if ((bits = rounded_bits(e, bf->dtype, v)))
@@ -997,8 +972,8 @@ emit_store(emitter *e, const kir_store *s) {
  * vars and constants (as index maps usually are); -1 when it is not or when
  * the walk gets deep.
  */
-static int64_t
-coef_of(const kir_kernel *k, int32_t x, int v, int depth) {
+int64_t
+mpcc_llvm_coef_of(const kir_kernel *k, int32_t x, int v, int depth) {
 	const kir_expr *e;
 	int64_t a, b;
 
@@ -1011,16 +986,16 @@ coef_of(const kir_kernel *k, int32_t x, int v, int depth) {
 	case KIR_VAR:
 		return e->a == v;
 	case KIR_ADD:
-		a = coef_of(k, e->a, v, depth + 1);
-		b = coef_of(k, e->b, v, depth + 1);
+		a = mpcc_llvm_coef_of(k, e->a, v, depth + 1);
+		b = mpcc_llvm_coef_of(k, e->b, v, depth + 1);
 		return a < 0 || b < 0 ? -1 : a + b;
 	case KIR_MUL:
 		if (k->exprs[e->b].op == KIR_CONST) {
-			a = coef_of(k, e->a, v, depth + 1);
+			a = mpcc_llvm_coef_of(k, e->a, v, depth + 1);
 			return a < 0 || k->exprs[e->b].imm.i < 0 ? -1 : a * k->exprs[e->b].imm.i;
 		}
 		if (k->exprs[e->a].op == KIR_CONST) {
-			b = coef_of(k, e->b, v, depth + 1);
+			b = mpcc_llvm_coef_of(k, e->b, v, depth + 1);
 			return b < 0 || k->exprs[e->a].imm.i < 0 ? -1 : b * k->exprs[e->a].imm.i;
 		}
 		return -1;
@@ -1034,8 +1009,8 @@ coef_of(const kir_kernel *k, int32_t x, int v, int depth) {
  * to. Blocking evaluates several points' reductions before their stores, so a
  * stage that reads its own output must keep one point at a time.
  */
-static bool
-stage_reads_own_stores(emitter *e, const kir_stage *st) {
+bool
+mpcc_llvm_reads_own_stores(emitter *e, const kir_stage *st) {
 	const kir_kernel *k = e->k;
 	int32_t top = st->red_value;
 	bool hit = false;
@@ -1057,7 +1032,7 @@ stage_reads_own_stores(emitter *e, const kir_stage *st) {
 	for (int32_t i = top; i >= 0 && !hit; i--) {
 		const kir_expr *x = &k->exprs[i];
 		int32_t ops[3] = {x->a, x->b, x->c};
-		unsigned m = operand_mask(x);
+		unsigned m = mpcc_llvm_operand_mask(x);
 
 		if (!e->mark[i])
 			continue;
@@ -1089,19 +1064,19 @@ block_width(emitter *e, const kir_stage *st) {
 
 	if (st->n_par < 1 || st->n_red < 1 || st->par_ext[inner] < BLOCK ||
 	    !(r == KIR_RED_SUM || r == KIR_RED_PROD || r == KIR_RED_MAX || r == KIR_RED_MIN) ||
-	    stage_reads_own_stores(e, st))
+	    mpcc_llvm_reads_own_stores(e, st))
 		return 0;
 	if (st->par_ext[inner] < BLOCK_WIDE)
 		return BLOCK;
 	for (int32_t i = 0; i <= st->red_value; i++)
-		if (e->k->exprs[i].op == KIR_LOAD && coef_of(e->k, e->k->exprs[i].b, inner, 0) == 1)
+		if (e->k->exprs[i].op == KIR_LOAD && mpcc_llvm_coef_of(e->k, e->k->exprs[i].b, inner, 0) == 1)
 			return BLOCK_WIDE;
 	return BLOCK;
 }
 
-/* A counted loop's latch with step `step` (loop_close steps by 1). */
-static void
-loop_close_by(emitter *e, loop *l, int64_t step) {
+/* A counted loop's latch with step `step` (mpcc_llvm_loop_close steps by 1). */
+void
+mpcc_llvm_loop_close_by(emitter *e, loop *l, int64_t step) {
 	LLVMValueRef next = LLVMBuildNSWAdd(e->b, l->iv, ci64(e, step), "");
 	LLVMBasicBlockRef cur = LLVMGetInsertBlock(e->b);
 
@@ -1134,15 +1109,15 @@ emit_block(emitter *e, const kir_stage *st, int n_blk, LLVMValueRef base,
 		            t);
 	for (int w = 0; w < n_blk; w++)
 		LLVMBuildStore(e->b, init, acc_p[w]);
-	clear_cache(e);
+	mpcc_llvm_clear_cache(e);
 	for (int r = 0; r < st->n_red; r++)
-		e->vars[st->n_par + r] = loop_open(e, &lp[r], ci64(e, 0), ci64(e, st->red_ext[r]));
+		e->vars[st->n_par + r] = mpcc_llvm_loop_open(e, &lp[r], ci64(e, 0), ci64(e, st->red_ext[r]));
 	for (int w = 0; w < n_blk; w++) {
 		LLVMValueRef v, acc;
 
-		clear_cache(e);
+		mpcc_llvm_clear_cache(e);
 		e->vars[inner] = LLVMBuildNSWAdd(e->b, base, ci64(e, w), "");
-		if (!(v = emit_expr(e, st->red_value)))
+		if (!(v = mpcc_llvm_expr(e, st->red_value)))
 			return e->st;
 		acc = LLVMBuildLoad2(e->b, reg_type(e, t), acc_p[w], "");
 		acc = is_f(t) ? binary_float(e, op, t, acc, v) : binary_int(e, op, t, acc, v);
@@ -1152,18 +1127,18 @@ emit_block(emitter *e, const kir_stage *st, int n_blk, LLVMValueRef base,
 		LLVMBuildStore(e->b, acc, acc_p[w]);
 	}
 	for (int r = st->n_red - 1; r >= 0; r--) {
-		loop_close(e, &lp[r]);
+		mpcc_llvm_loop_close(e, &lp[r]);
 		e->vars[st->n_par + r] = NULL;
 	}
 	for (int w = 0; w < n_blk; w++) {
-		clear_cache(e);
+		mpcc_llvm_clear_cache(e);
 		e->vars[inner] = LLVMBuildNSWAdd(e->b, base, ci64(e, w), "");
 		e->acc = LLVMBuildLoad2(e->b, reg_type(e, t), acc_p[w], "");
 		for (int s = 0; s < st->n_store; s++)
-			if (emit_store(e, &st->store[s]))
+			if (mpcc_llvm_store(e, &st->store[s]))
 				return e->st;
 	}
-	clear_cache(e);
+	mpcc_llvm_clear_cache(e);
 	e->acc = NULL;
 	return MPCC_OK;
 }
@@ -1256,13 +1231,15 @@ emit_stage(emitter *e, int si) {
 		    e->b, is_arg(st->red_op) ? e->t_i64 : reg_type(e, st->acc_dtype), "acc");
 		best_p = LLVMBuildAlloca(e->b, reg_type(e, vt), "best");
 	}
+	if (mpcc_llvm_emit_matrix(e, st))
+		return e->st;
 	n_blk = block_width(e, st);
 	for (int w = 0; w < n_blk; w++)
 		blk_p[w] = LLVMBuildAlloca(e->b, reg_type(e, st->acc_dtype), "blk");
 	memset(e->vars, 0, sizeof(e->vars));
 	e->acc = NULL;
 	e->n_rounded = 0;
-	clear_cache(e);
+	mpcc_llvm_clear_cache(e);
 
 	begin = LLVMGetParam(fn, 1);
 	end = LLVMGetParam(fn, 2);
@@ -1276,13 +1253,13 @@ emit_stage(emitter *e, int si) {
 		if (n_blk > 0 && p == st->n_par - 1) {
 			/* n_blk points at a time while they fit, then the scalar rest */
 			LLVMValueRef last = LLVMBuildNSWSub(e->b, h, ci64(e, n_blk - 1), "");
-			loop_open(e, &blk, lo, last);
+			mpcc_llvm_loop_open(e, &blk, lo, last);
 			if (emit_block(e, st, n_blk, blk.iv, blk_p))
 				return e->st;
-			loop_close_by(e, &blk, n_blk);
+			mpcc_llvm_loop_close_by(e, &blk, n_blk);
 			lo = blk.iv;
 		}
-		iv = loop_open(e, &lp[p], lo, h);
+		iv = mpcc_llvm_loop_open(e, &lp[p], lo, h);
 
 		if (p < split && split > 1) {
 			/* recover the flattened vars from the row index, innermost first */
@@ -1299,10 +1276,10 @@ emit_stage(emitter *e, int si) {
 	if (st->red_op != KIR_RED_NONE && emit_reduction(e, st, acc_p, best_p))
 		return e->st;
 	for (int s = 0; s < st->n_store; s++)
-		if (emit_store(e, &st->store[s]))
+		if (mpcc_llvm_store(e, &st->store[s]))
 			return e->st;
 	for (int p = n_outer - 1; p >= (split > 0 ? split - 1 : 0); p--)
-		loop_close(e, &lp[p]);
+		mpcc_llvm_loop_close(e, &lp[p]);
 	LLVMBuildRetVoid(e->b);
 	return MPCC_OK;
 }
@@ -1315,6 +1292,8 @@ mpcc_llvm_emit_kernel(LLVMModuleRef mod, const kir_kernel *k, const mpcc_llvm_ta
 
 	memset(&e, 0, sizeof(e));
 	e.f16c = tgt && tgt->f16c;
+	e.vec_bits = tgt && tgt->vec_bits ? tgt->vec_bits : 128;
+	e.matrix = tgt && tgt->matrix;
 	e.mod = mod;
 	e.cx = LLVMGetModuleContext(mod);
 	e.k = k;

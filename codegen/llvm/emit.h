@@ -17,6 +17,8 @@
 /* What the emitter may assume of the machine the code will run on. */
 typedef struct mpcc_llvm_target {
 	bool f16c; /* f32<->f16 as fptrunc/fpext (vcvtps2ph/vcvtph2ps), else integer code */
+	int vec_bits; /* widest vector registers (512 with AVX-512, 256 with AVX); 0: 128 */
+	bool matrix;  /* matrix-product stages as register-blocked micro-kernels */
 } mpcc_llvm_target;
 
 /* Writes "<kernel>_s<stage>" into buf (size n); false if it does not fit. */

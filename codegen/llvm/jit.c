@@ -193,6 +193,8 @@ add_module(mpcc_jit *j, kir_kernel *const *kernels, int n_kernels, const mpcc_ji
 		LLVMDisposeTargetData(td);
 		tgt.f16c = !opt->soft_f16 && has_feature(tm, "f16c");
 		j->native_f16 = tgt.f16c;
+		tgt.vec_bits = has_feature(tm, "avx512f") ? 512 : has_feature(tm, "avx") ? 256 : 128;
+		tgt.matrix = !opt->no_matrix;
 	}
 	for (int i = 0; i < n_kernels && st == MPCC_OK; i++)
 		st = mpcc_llvm_emit_kernel(mod, kernels[i], &tgt, d);
@@ -237,8 +239,11 @@ void
 mpcc_jit_options_init(mpcc_jit_options *o) {
 	const char *soft = getenv("MPCC_SOFT_F16");
 
+	const char *nomx = getenv("MPCC_NO_MATRIX");
+
 	memset(o, 0, sizeof(*o));
 	o->soft_f16 = soft && *soft && strcmp(soft, "0") != 0;
+	o->no_matrix = nomx && *nomx && strcmp(nomx, "0") != 0;
 }
 
 mpcc_status

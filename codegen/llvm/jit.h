@@ -26,11 +26,14 @@ typedef void (*mpcc_stage_fn)(void **bufs, int64_t begin, int64_t end);
 /* How to compile; mpcc_jit_options_init gives the defaults. */
 typedef struct mpcc_jit_options {
 	bool soft_f16; /* f32<->f16 in integer code even on an F16C host */
+	bool no_matrix; /* matrix products through the generic blocked path (emit_matrix.c off) */
 } mpcc_jit_options;
 
 /* The defaults: native f16 conversions where the host has them, unless the
  * environment variable MPCC_SOFT_F16 is set and not "0" (read here, once per
- * call, so a whole run can be switched without an API). */
+ * call, so a whole run can be switched without an API); register-blocked
+ * matrix products unless MPCC_NO_MATRIX is set and not "0" (the same way,
+ * to compare the two paths). */
 void mpcc_jit_options_init(mpcc_jit_options *o);
 
 /* mpcc_jit_compile_with the defaults of mpcc_jit_options_init. */

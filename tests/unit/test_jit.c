@@ -526,6 +526,202 @@ empty_extent_writes_nothing(void **state) {
 	check(k, 0);
 }
 
+/* ---------------------------------------------------------------- matrix products */
+
+/*
+ * Matrix-product stages take the register-blocked path (emit_matrix.c);
+ * these kernels have the shapes ops/nn.c lowers MatMul, Gemm and Conv to,
+ * with sizes that are not multiples of any tile. Inputs are finite values
+ * of mixed magnitudes (so sums round, and a wrong order shows), with a few
+ * infinities and NaNs where special says, which also land on padded
+ * positions of a convolution.
+ */
+static void
+fill_matrix_operand(uint8_t *p, mpcc_dtype t, int64_t n, bool special) {
+	for (int64_t i = 0; i < n; i++) {
+		uint64_t r = next();
+		uint16_t sign = (uint16_t)((r >> 20) & 1) << 15;
+
+		switch (t) {
+		case MPCC_DTYPE_F32:
+			((float *)p)[i] = ((float)(r >> 40) / (float)(1 << 24) - 0.5f) *
+			                  ldexpf(1.0f, (int)((r >> 3) % 12) - 4);
+			if (special && r % 97 == 0)
+				((float *)p)[i] = (r >> 8) % 2 ? INFINITY : NAN;
+			break;
+		case MPCC_DTYPE_F16:
+			((uint16_t *)p)[i] =
+			    sign | (uint16_t)((10 + (r >> 5) % 10) << 10) | (uint16_t)((r >> 30) & 0x3ff);
+			if (special && r % 97 == 0)
+				((uint16_t *)p)[i] = 0x7c00;
+			break;
+		default: /* BF16 */
+			((uint16_t *)p)[i] =
+			    sign | (uint16_t)((122 + (r >> 5) % 10) << 7) | (uint16_t)((r >> 30) & 0x7f);
+			if (special && r % 97 == 0)
+				((uint16_t *)p)[i] = 0xff80;
+			break;
+		}
+	}
+}
+
+/* Runs k through both and compares bit for bit; PARAM buffers 0 and 1 are
+ * the operands, and buffer 1 (weights) gets the specials when special. */
+static void
+check_matrix(kir_kernel *k, bool special) {
+	run r;
+
+	run_init(&r, k);
+	for (int b = 0; b < k->n_bufs; b++)
+		if (k->bufs[b].kind == KIR_BUF_PARAM && !k->bufs[b].written)
+			fill_matrix_operand(r.ref[b], k->bufs[b].dtype, k->bufs[b].n_elems,
+			                    special && b == 1);
+	run_exec(&r);
+	run_compare(&r, 0);
+	run_fini(&r);
+}
+
+/* A batched product [nb, m, k] x [nb, k, n]: ta/tb store an operand
+ * transposed, bcast_b gives B one matrix for the whole batch, bias adds a
+ * bias and a ReLU in the epilogue; t is the operands' and result's dtype. */
+typedef struct mm_shape {
+	int64_t nb, m, k, n;
+	bool ta, tb, bcast_b, bias;
+	mpcc_dtype t;
+} mm_shape;
+
+/* C[b, m, n] = sum_k A[b, m, k] * B[b, k, n] (+ bias[n], then max(., 0)),
+ * widened to f32 and stored in t, as MatMul and Gemm lower. */
+static kir_kernel *
+matmul_kernel(mm_shape s) {
+	kir_kernel *k = kir_kernel_create("matmul");
+	int64_t ext[3] = {s.nb, s.m, s.n};
+	int a = kir_buf_add(k, s.t, KIR_BUF_PARAM, 0, s.nb * s.m * s.k + 1);
+	int b = kir_buf_add(k, s.t, KIR_BUF_PARAM, 1, (s.bcast_b ? 1 : s.nb) * s.k * s.n + 1);
+	int c = kir_buf_add(k, s.t, KIR_BUF_PARAM, 2, s.nb * s.m * s.n);
+	int32_t vb = kir_var(k, 0), vm = kir_var(k, 1), vn = kir_var(k, 2), vk = kir_var(k, 3);
+	int32_t ia = kir_iadd(k, kir_imul(k, vb, s.m * s.k),
+	                      s.ta ? kir_iadd(k, kir_imul(k, vk, s.m), vm)
+	                           : kir_iadd(k, kir_imul(k, vm, s.k), vk));
+	int32_t ib = s.tb ? kir_iadd(k, kir_imul(k, vn, s.k), vk) : kir_iadd(k, kir_imul(k, vk, s.n), vn);
+	int32_t prod, out;
+	kir_stage *st;
+
+	if (!s.bcast_b)
+		ib = kir_iadd(k, kir_imul(k, vb, s.k * s.n), ib);
+	prod = kir_binary(k, KIR_MUL, kir_cast(k, MPCC_DTYPE_F32, kir_load(k, a, ia)),
+	                  kir_cast(k, MPCC_DTYPE_F32, kir_load(k, b, ib)));
+	st = kir_stage_add(k, 3, ext, 1, &s.k, KIR_RED_SUM, MPCC_DTYPE_F32, prod);
+	out = kir_acc(k, MPCC_DTYPE_F32);
+	if (s.bias) {
+		int bz = kir_buf_add(k, s.t, KIR_BUF_PARAM, 3, s.n);
+		out = kir_binary(k, KIR_ADD, out, kir_cast(k, MPCC_DTYPE_F32, kir_load(k, bz, vn)));
+		out = kir_binary(k, KIR_MAX, out, kir_const_f(k, MPCC_DTYPE_F32, 0.0));
+	}
+	kir_stage_store(k, st, c,
+	                kir_iadd(k, kir_imul(k, vb, s.m * s.n), kir_iadd(k, kir_imul(k, vm, s.n), vn)),
+	                kir_cast(k, s.t, out));
+	return k;
+}
+
+static void
+matrix_products_match_interpreter(void **state) {
+	static const mm_shape shapes[] = {
+	    {1, 64, 96, 80, false, false, false, true, MPCC_DTYPE_F32},
+	    {1, 37, 53, 29, false, false, false, false, MPCC_DTYPE_F32}, /* nothing fits a tile */
+	    {1, 70, 41, 33, false, true, false, true, MPCC_DTYPE_F32},   /* Gemm transB */
+	    {1, 19, 23, 67, true, false, false, false, MPCC_DTYPE_F32},  /* transA */
+	    {1, 45, 30, 17, true, true, false, true, MPCC_DTYPE_F32},
+	    {3, 21, 18, 40, false, false, false, false, MPCC_DTYPE_F32}, /* batched */
+	    {4, 9, 16, 35, false, true, true, false, MPCC_DTYPE_F32},    /* B broadcast */
+	    {1, 33, 1, 50, false, false, false, true, MPCC_DTYPE_F32},   /* K = 1 */
+	    {1, 12, 0, 20, false, false, false, true, MPCC_DTYPE_F32},   /* K = 0 */
+	    {1, 1, 77, 300, false, false, false, false, MPCC_DTYPE_F32}, /* one row */
+	    {1, 300, 77, 1, false, false, false, false, MPCC_DTYPE_F32}, /* one column */
+	    {1, 2, 2100, 3, false, true, false, false, MPCC_DTYPE_F32},  /* long K */
+	    {2, 27, 31, 45, false, false, false, true, MPCC_DTYPE_F16},
+	    {2, 27, 31, 45, true, true, false, true, MPCC_DTYPE_BF16},
+	};
+
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+		check_matrix(matmul_kernel(shapes[i]), false);
+		check_matrix(matmul_kernel(shapes[i]), true);
+	}
+}
+
+typedef struct conv_shape {
+	int64_t n, c, h, w, m, kh, kw, stride, dil, pad, group;
+	mpcc_dtype t;
+} conv_shape;
+
+/* A 2-D convolution with bias, lowered as ops/nn.c lowers Conv: the padded
+ * positions are a select on the product, their index clamped. */
+static kir_kernel *
+conv_kernel(conv_shape s) {
+	kir_kernel *k = kir_kernel_create("conv");
+	int64_t oh = (s.h + 2 * s.pad - ((s.kh - 1) * s.dil + 1)) / s.stride + 1;
+	int64_t ow = (s.w + 2 * s.pad - ((s.kw - 1) * s.dil + 1)) / s.stride + 1;
+	int64_t cg = s.c / s.group, mg = s.m / s.group;
+	int64_t par[4] = {s.n, s.m, oh, ow}, red[3] = {cg, s.kh, s.kw};
+	int x = kir_buf_add(k, s.t, KIR_BUF_PARAM, 0, s.n * s.c * s.h * s.w);
+	int w = kir_buf_add(k, s.t, KIR_BUF_PARAM, 1, s.m * cg * s.kh * s.kw);
+	int y = kir_buf_add(k, s.t, KIR_BUF_PARAM, 2, s.n * s.m * oh * ow);
+	int bias = kir_buf_add(k, s.t, KIR_BUF_PARAM, 3, s.m);
+	int32_t v[7], p[2], ok = -1, xi, wi, prod, out;
+	kir_stage *st;
+
+	for (int i = 0; i < 7; i++)
+		v[i] = kir_var(k, i);
+	for (int i = 0; i < 2; i++) {
+		int64_t ext = i ? s.w : s.h;
+		p[i] = kir_iadd(k, kir_iadd(k, kir_imul(k, v[2 + i], s.stride), kir_imul(k, v[5 + i], s.dil)),
+		                kir_iconst(k, -s.pad));
+		if (s.pad || s.dil > 1) {
+			int32_t in = kir_binary(k, KIR_AND, kir_binary(k, KIR_GE, p[i], kir_iconst(k, 0)),
+			                        kir_binary(k, KIR_LT, p[i], kir_iconst(k, ext)));
+			ok = ok < 0 ? in : kir_binary(k, KIR_AND, ok, in);
+			p[i] = kir_binary(k, KIR_MIN, kir_binary(k, KIR_MAX, p[i], kir_iconst(k, 0)),
+			                  kir_iconst(k, ext - 1));
+		}
+	}
+	xi = kir_iadd(k, kir_imul(k, kir_binary(k, KIR_DIV, v[1], kir_iconst(k, mg)), cg), v[4]);
+	xi = kir_iadd(k, kir_imul(k, v[0], s.c), xi);
+	xi = kir_iadd(k, kir_imul(k, kir_iadd(k, kir_imul(k, xi, s.h), p[0]), s.w), p[1]);
+	wi = kir_iadd(k, kir_imul(k, v[1], cg), v[4]);
+	wi = kir_iadd(k, kir_imul(k, kir_iadd(k, kir_imul(k, wi, s.kh), v[5]), s.kw), v[6]);
+	prod = kir_binary(k, KIR_MUL, kir_cast(k, MPCC_DTYPE_F32, kir_load(k, x, xi)),
+	                  kir_cast(k, MPCC_DTYPE_F32, kir_load(k, w, wi)));
+	if (ok >= 0)
+		prod = kir_select(k, ok, prod, kir_const_f(k, MPCC_DTYPE_F32, 0.0));
+	st = kir_stage_add(k, 4, par, 3, red, KIR_RED_SUM, MPCC_DTYPE_F32, prod);
+	out = kir_binary(k, KIR_ADD, kir_acc(k, MPCC_DTYPE_F32),
+	                 kir_cast(k, MPCC_DTYPE_F32, kir_load(k, bias, v[1])));
+	xi = kir_iadd(k, kir_imul(k, v[0], s.m), v[1]);
+	xi = kir_iadd(k, kir_imul(k, kir_iadd(k, kir_imul(k, xi, oh), v[2]), ow), v[3]);
+	kir_stage_store(k, st, y, xi, kir_cast(k, s.t, out));
+	return k;
+}
+
+static void
+convolutions_match_interpreter(void **state) {
+	static const conv_shape shapes[] = {
+	    {1, 3, 30, 30, 16, 3, 3, 2, 1, 1, 1, MPCC_DTYPE_F32},  /* a stem */
+	    {1, 16, 14, 14, 16, 3, 3, 1, 1, 1, 1, MPCC_DTYPE_F32}, /* same padding */
+	    {2, 5, 11, 13, 7, 3, 2, 1, 1, 0, 1, MPCC_DTYPE_F32},   /* no padding, odd */
+	    {1, 8, 17, 15, 12, 3, 3, 2, 2, 2, 1, MPCC_DTYPE_F32},  /* dilated, strided */
+	    {1, 12, 9, 10, 18, 3, 3, 1, 1, 1, 3, MPCC_DTYPE_F32},  /* grouped */
+	    {1, 8, 9, 9, 8, 3, 3, 1, 1, 1, 8, MPCC_DTYPE_F32},     /* depthwise */
+	    {1, 20, 6, 7, 40, 1, 1, 1, 1, 0, 1, MPCC_DTYPE_F32},   /* 1x1 */
+	    {1, 6, 12, 12, 10, 3, 3, 1, 1, 1, 1, MPCC_DTYPE_F16},
+	    {1, 6, 12, 12, 10, 3, 3, 2, 1, 1, 2, MPCC_DTYPE_BF16},
+	};
+
+	for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+		check_matrix(conv_kernel(shapes[i]), false);
+		check_matrix(conv_kernel(shapes[i]), true);
+	}
+}
+
 /* A zero-rank stage sums a TEMP buffer written by stage 0; stage 2 scales
  * the input by the sum. */
 static void
@@ -625,6 +821,8 @@ main(void) {
 	    cmocka_unit_test(every_reduction_kind_matches_interpreter),
 	    cmocka_unit_test(empty_extent_writes_nothing),
 	    cmocka_unit_test(stages_share_a_temp_buffer),
+	    cmocka_unit_test(matrix_products_match_interpreter),
+	    cmocka_unit_test(convolutions_match_interpreter),
 	    cmocka_unit_test(cpu_backend_runs_a_plan),
 	    cmocka_unit_test(duplicate_kernel_names_are_refused),
 	};
