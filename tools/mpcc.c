@@ -73,7 +73,8 @@ static const char usage_inspect[] =
 	"Prints a plan's inputs, outputs, tensor count, weight bytes and kernels.\n"
 	"  --kernels               also print every kernel's ONNX nodes and its kernel IR\n"
 	"  --memory                also print the session's planned arena (peak bytes of\n"
-	"                          intermediates) against the sum of all intermediates\n"
+	"                          intermediates) against the sum of all intermediates,\n"
+	"                          and the bytes the kernels move per run\n"
 	"  --precision             also print the precision table (as --dump-precision)\n"
 	"  -h, --help              this text\n";
 
@@ -574,6 +575,23 @@ print_tensor(const char *what, const mpcc_tensor *t)
 	printf("]\n");
 }
 
+/* Bytes the plan's kernels move per run when each reads and writes every
+ * tensor it is bound to once (scratch inside a kernel not counted): the
+ * traffic fusion saves, in one figure. */
+static size_t
+bytes_moved(const mpcc_plan *p)
+{
+	size_t total = 0;
+	for (int k = 0; k < p->n_kernels; k++) {
+		const kir_kernel *kk = p->kernels[k];
+		for (int b = 0; b < kk->n_bufs; b++)
+			if (kk->bufs[b].kind == KIR_BUF_PARAM)
+				total += (size_t)kk->bufs[b].n_elems *
+				         mpcc_dtype_size((mpcc_dtype)kk->bufs[b].dtype);
+	}
+	return total;
+}
+
 static int
 cmd_inspect(int argc, char **argv)
 {
@@ -646,6 +664,8 @@ cmd_inspect(int argc, char **argv)
 		                            : 100.0);
 		printf("memory: outputs %zu bytes, weights %zu bytes (not planned)\n", out_bytes,
 		       p->weights_size);
+		printf("memory: moved per run %zu bytes (each kernel reading and writing its "
+		       "tensors once)\n", bytes_moved(p));
 		mpcc_memplan_fini(&mp);
 	}
 	int rc = 0;
