@@ -361,7 +361,7 @@ plan(emitter *e, const kir_stage *st, mx *best) {
 		int64_t r = mpcc_jit_stage_range(st), prod;
 
 		best->pack_k_outer =
-		    ld >= 0 && (getenv("MXK") || mpcc_llvm_coef_of(k, k->exprs[ld].b, best->vhi, 0) == 1);
+		    ld >= 0 && mpcc_llvm_coef_of(k, k->exprs[ld].b, best->vhi, 0) == 1;
 		if (__builtin_mul_overflow(r, best->units, &prod) || prod > ((int64_t)1 << 52))
 			found = false;
 	}
