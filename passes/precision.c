@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "passes/autodiff.h"
 #include "passes/passes.h"
 
 /* How a node takes part in the decision, derived from its precision class
@@ -387,6 +388,12 @@ mpcc_assign_precision(mpcc_graph *g, mpcc_pass_ctx *cx)
 		}
 		if (user) {
 			dt = is_low ? low : MPCC_DTYPE_UNDEF;
+		} else if (mpcc_autodiff_is_accumulation(n)) {
+			/* Sums a value's gradient contributions (autodiff marks
+			 * it). Its terms may be f16 (a low MatMul's dB); following
+			 * them would round the running sum to f16 at every
+			 * consumer, so it is f32 by policy (docs/training.md). */
+			n->reason = reason(g, autom, "policy: gradient accumulation (%s)", op);
 		} else if (b == B_LOW) {
 			is_low = true;
 			dt = low;
