@@ -1,11 +1,23 @@
 /*
  * threadpool.c - persistent workers that split a range into chunks.
  *
- * A job (range function, context, extent, chunk size) is published under the
- * pool's mutex by bumping a generation counter; workers claim chunks with an
- * atomic counter until none are left, then report done by decrementing
- * `active`. The caller claims chunks as well and then waits for `active` to
- * reach zero, so the job's fields are never touched after for() returns.
+ * A job (range function, context, extent, chunk size) is published by
+ * writing its fields and then one atomic claim word, (chunks in all, next
+ * chunk), and bumping a generation counter that wakes the workers. Anyone
+ * (workers and the caller) takes a chunk by a compare-and-swap of the claim
+ * word from "next < total" to "next + 1", and reads the job's fields only
+ * after that succeeded: a claimed chunk is not done, so the job is still
+ * live and its fields still the ones published. A finished chunk bumps
+ * `done`; the caller returns when every chunk is done.
+ *
+ * Why chunks and not workers are counted: on a loaded machine a worker can
+ * stay descheduled for a whole time slice. Waiting for every worker to check
+ * in would stall each stage that long (milliseconds a kernel); waiting only
+ * for claimed chunks lets the caller run the job alone when the workers are
+ * late. A late worker then finds the claim word exhausted (or already a
+ * newer job's, which it may then help with: claims are always checked
+ * against the live word) and goes back to waiting.
+ *
  * Workers spin briefly on the generation before sleeping on a condition
  * variable: kernels come in quick succession during a run, and a sleeping
  * worker costs a futex wake-up per stage.
@@ -36,9 +48,14 @@ struct mpcc_threadpool {
 	mpcc_range_fn fn;
 	void *ctx;
 	int64_t n, chunk;
-	atomic_int_fast64_t next; /* next chunk's begin */
-	atomic_int active;        /* workers still inside the job */
+	atomic_uint_fast64_t claim; /* CLAIM_TOTAL(total) | next chunk */
+	atomic_int_fast64_t done;   /* chunks finished */
 };
+
+/* The claim word: chunks in all in the high half, the next chunk to take in
+ * the low half. */
+#define CLAIM_TOTAL(t) ((uint_fast64_t)(t) << 32)
+#define CLAIM_MAX_CHUNKS 0x7fffffff
 
 static inline void
 cpu_relax(void)
@@ -48,15 +65,25 @@ cpu_relax(void)
 #endif
 }
 
+/* Takes and runs chunks of the live job until none is left. */
 static void
 run_chunks(mpcc_threadpool *tp)
 {
+	uint_fast64_t c = atomic_load_explicit(&tp->claim, memory_order_acquire);
+
 	for (;;) {
-		int64_t b = atomic_fetch_add(&tp->next, tp->chunk);
-		if (b >= tp->n)
+		uint_fast64_t total = c >> 32, next = c & 0xffffffffu;
+		if (next >= total)
 			return;
+		if (!atomic_compare_exchange_weak_explicit(&tp->claim, &c, c + 1,
+		                                           memory_order_acq_rel,
+		                                           memory_order_acquire))
+			continue; /* c now holds the live word */
+		int64_t b = (int64_t)next * tp->chunk;
 		int64_t e = b + tp->chunk < tp->n ? b + tp->chunk : tp->n;
 		tp->fn(tp->ctx, b, e);
+		atomic_fetch_add_explicit(&tp->done, 1, memory_order_release);
+		c = atomic_load_explicit(&tp->claim, memory_order_acquire);
 	}
 }
 
@@ -83,7 +110,6 @@ worker(void *arg)
 			return NULL;
 		seen = atomic_load_explicit(&tp->gen, memory_order_acquire);
 		run_chunks(tp);
-		atomic_fetch_sub_explicit(&tp->active, 1, memory_order_release);
 	}
 }
 
@@ -119,8 +145,8 @@ mpcc_threadpool_create(int n_threads, mpcc_threadpool **out)
 	pthread_cond_init(&tp->wake, NULL);
 	atomic_init(&tp->gen, 0);
 	atomic_init(&tp->stop, false);
-	atomic_init(&tp->next, 0);
-	atomic_init(&tp->active, 0);
+	atomic_init(&tp->claim, 0);
+	atomic_init(&tp->done, 0);
 	if (tp->n_threads > 1) {
 		tp->workers = calloc((size_t)tp->n_threads - 1, sizeof(pthread_t));
 		if (!tp->workers) {
@@ -169,22 +195,25 @@ mpcc_threadpool_for(mpcc_threadpool *tp, int64_t n, int64_t chunk, mpcc_range_fn
 		return;
 	if (chunk < 1)
 		chunk = 1;
+	if (n / chunk >= CLAIM_MAX_CHUNKS)
+		chunk = n / CLAIM_MAX_CHUNKS + 1;
 	if (!tp || tp->n_started == 0 || chunk >= n) {
 		fn(ctx, 0, n);
 		return;
 	}
+	int64_t total = (n + chunk - 1) / chunk;
 	tp->fn = fn;
 	tp->ctx = ctx;
 	tp->n = n;
 	tp->chunk = chunk;
-	atomic_store(&tp->next, 0);
-	atomic_store(&tp->active, tp->n_started);
+	atomic_store_explicit(&tp->done, 0, memory_order_relaxed);
+	atomic_store_explicit(&tp->claim, CLAIM_TOTAL(total), memory_order_release);
 	pthread_mutex_lock(&tp->mu);
 	atomic_fetch_add_explicit(&tp->gen, 1, memory_order_release);
 	pthread_cond_broadcast(&tp->wake);
 	pthread_mutex_unlock(&tp->mu);
 	run_chunks(tp);
-	for (int spin = 0; atomic_load_explicit(&tp->active, memory_order_acquire) > 0; spin++) {
+	for (int spin = 0; atomic_load_explicit(&tp->done, memory_order_acquire) < total; spin++) {
 		if (spin < SPIN_ITERS)
 			cpu_relax();
 		else
