@@ -18,10 +18,18 @@ models=$build/bench-models
 plans=$build/bench-plans
 out=bench/RESULTS.md
 
-if ! "$venv/bin/python" -c "import onnxruntime, numpy" 2>/dev/null; then
-  echo "bench: installing onnxruntime into $venv" >&2
+if ! "$venv/bin/python" -c "import onnxruntime, numpy, onnx" 2>/dev/null; then
+  echo "bench: installing onnxruntime and onnx into $venv" >&2
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet onnxruntime numpy
+  "$venv/bin/pip" install --quiet onnxruntime numpy onnx
+fi
+if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "bench: Debian's python3-torch is missing (apt-get install python3-torch)" >&2
+    exit 1
+  fi
+  echo "bench: installing python3-torch (apt) to export the benchmark models" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-torch >&2
 fi
 if [ ! -f "$models/.done" ]; then
   echo "bench: exporting benchmark models into $models" >&2
@@ -36,6 +44,8 @@ flags=$(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2- | tr ' ' '\n' |
   tr '\n' ' ')
 ortv=$("$venv/bin/python" -c "import onnxruntime; print(onnxruntime.__version__)")
 tmp=$(mktemp)
+low=$(mktemp)
+trap 'rm -f "$tmp" "$low"' EXIT
 {
   echo "# mpcc vs ONNX Runtime, CPU"
   echo
@@ -44,41 +54,72 @@ tmp=$(mktemp)
   echo "- CPU: $cpu, $(nproc) cores visible; flags: $flags"
   echo "- ONNX Runtime $ortv (pip), graph optimisations on (ORT_ENABLE_ALL), sequential"
   echo "  executor; both sides use $threads thread(s) (MPCC_NUM_THREADS, intra_op_num_threads)."
-  echo "- Latency: $rounds interleaved rounds (mpcc, then ORT); each round is the median of"
-  echo "  $n runs after 3 warm-ups; the table gives the median over rounds. f32 only."
+  echo "- Latency: $rounds interleaved rounds (every mpcc plan, then ORT); each round is the"
+  echo "  median of $n runs after 3 warm-ups; the tables give the median over rounds."
   echo "- Peak RSS: maximum resident set of a child process running the model once (mpcc:"
-  echo "  the CLI, JIT included; ORT: a Python script, interpreter included). mpcc arena:"
-  echo "  planned peak of intermediates against their sum (\`mpcc inspect --memory\`)."
+  echo "  the CLI, JIT included, f32 plan; ORT: a Python script, interpreter included)."
+  echo "  mpcc arena: planned peak of intermediates against their sum (\`mpcc inspect --memory\`)."
   echo "- mpcc's RSS is dominated by the LLVM library and the JIT, not by tensors; ORT's"
   echo "  includes Python. Neither is peak *intermediate* memory, which ORT does not report."
+  echo "- Kernels: mpcc's fused plan (unfused: \`--no-fuse\`, one kernel per op) against the"
+  echo "  nodes of the graph ORT runs after its own fusions. Bytes moved: what mpcc's kernels"
+  echo "  read and write per run, each tensor once per kernel, fused / unfused."
   echo "- Timings on a shared machine move by 10-40% between runs (other processes on the"
   echo "  same cores); ratios above 2 are meaningful, small differences are not."
   echo
-  echo "| model | mpcc ms | ORT ms | latency mpcc/ORT | mpcc RSS MiB | ORT RSS MiB | RSS mpcc/ORT | mpcc arena / sum of intermediates (MiB) | kernels |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+  echo "## f32"
+  echo
+  echo "| model | mpcc ms | ORT ms | latency mpcc/ORT | mpcc RSS MiB | ORT RSS MiB | RSS mpcc/ORT | mpcc arena / sum of intermediates (MiB) | kernels mpcc (unfused) / ORT | MiB moved fused / unfused |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 } > "$tmp"
+{
+  echo
+  echo "## mpcc's low precisions against ORT's f32"
+  echo
+  echo "Same runs as above. bf16 and fp16 store activations and weights in 16 bits and"
+  echo "compute in f32 (docs/precision.md); auto is mpcc's default (policy, calibration,"
+  echo "error budget 1e-3 on random calibration data). Ratios are mpcc / ORT f32."
+  echo
+  echo "| model | ORT f32 ms | mpcc f32 ms | mpcc bf16 ms | mpcc fp16 ms | mpcc auto ms | f32 ratio | bf16 ratio | fp16 ratio | auto ratio |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+} > "$low"
+# field TEXT REGEX: the first group of REGEX on its matching line of TEXT
+field() { echo "$1" | sed -n "s/^$2\$/\\1/p"; }
 for dir in tests/models/*/ "$models"/*/; do
   dir=${dir%/}
   name=$(basename "$dir")
   [ -f "$dir/model.onnx" ] || continue
-  plan=$plans/$name.plan
-  "$build/mpcc" "$dir/model.onnx" -o "$plan" --precision fp32 >/dev/null
-  mem=$("$build/mpcc" inspect "$plan" --memory)
-  kernels=$(echo "$mem" | sed -n 's/^kernels: //p')
-  arena=$(echo "$mem" | sed -n 's/^memory: arena peak \([0-9]*\) bytes.*/\1/p')
-  sum=$(echo "$mem" | sed -n 's/^memory: .* sum \([0-9]*\) bytes/\1/p')
   echo "bench: $name" >&2
-  res=$("$venv/bin/python" bench/bench.py "$build/mpcc" "$plan" "$dir" "$threads" "$rounds" "$n")
-  "$venv/bin/python" - "$name" "$res" "$arena" "$sum" "$kernels" >> "$tmp" <<'PY'
+  for mode in fp32 bf16 fp16 auto; do
+    "$build/mpcc" "$dir/model.onnx" -o "$plans/$name.$mode.plan" --precision $mode >/dev/null
+  done
+  "$build/mpcc" "$dir/model.onnx" -o "$plans/$name.nofuse.plan" --precision fp32 --no-fuse >/dev/null
+  mem=$("$build/mpcc" inspect "$plans/$name.fp32.plan" --memory)
+  unf=$("$build/mpcc" inspect "$plans/$name.nofuse.plan" --memory)
+  stats="$(field "$mem" 'kernels: \([0-9]*\)') $(field "$unf" 'kernels: \([0-9]*\)')"
+  stats="$stats $(field "$mem" 'memory: arena peak \([0-9]*\) bytes.*')"
+  stats="$stats $(field "$mem" 'memory: .* sum \([0-9]*\) bytes')"
+  stats="$stats $(field "$mem" 'memory: moved per run \([0-9]*\) bytes.*')"
+  stats="$stats $(field "$unf" 'memory: moved per run \([0-9]*\) bytes.*')"
+  res=$("$venv/bin/python" bench/bench.py "$build/mpcc" "$dir" "$threads" "$rounds" "$n" \
+    "$plans/$name".{fp32,bf16,fp16,auto}.plan)
+  "$venv/bin/python" - "$name" "$res" $stats "$tmp" "$low" <<'PY'
 import json, sys
-name, res, arena, total, kernels = sys.argv[1:6]
+name, res, k, k_unf, arena, total, moved, moved_unf, f32_md, low_md = sys.argv[1:11]
 r = json.loads(res)
-mib = lambda b: b / 1048576
-print(f"| {name} | {r['mpcc_ms']:.3f} | {r['ort_ms']:.3f} | {r['mpcc_ms'] / r['ort_ms']:.2f} | "
-      f"{r['mpcc_rss_kb'] / 1024:.1f} | {r['ort_rss_kb'] / 1024:.1f} | "
-      f"{r['mpcc_rss_kb'] / r['ort_rss_kb']:.2f} | "
-      f"{mib(int(arena)):.2f} / {mib(int(total)):.2f} | {kernels} |")
+mib = lambda b: int(b) / 1048576
+m = r["mpcc_ms"]
+o = r["ort_ms"]
+with open(f32_md, "a") as f:
+    print(f"| {name} | {m[0]:.3f} | {o:.3f} | {m[0] / o:.2f} | "
+          f"{r['mpcc_rss_kb'] / 1024:.1f} | {r['ort_rss_kb'] / 1024:.1f} | "
+          f"{r['mpcc_rss_kb'] / r['ort_rss_kb']:.2f} | "
+          f"{mib(arena):.2f} / {mib(total):.2f} | {k} ({k_unf}) / {r['ort_nodes']} | "
+          f"{mib(moved):.2f} / {mib(moved_unf):.2f} |", file=f)
+with open(low_md, "a") as f:
+    print(f"| {name} | {o:.3f} | " + " | ".join(f"{x:.3f}" for x in m) + " | " +
+          " | ".join(f"{x / o:.2f}" for x in m) + " |", file=f)
 PY
 done
-mv "$tmp" "$out"
+cat "$tmp" "$low" > "$out"
 cat "$out"
