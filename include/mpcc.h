@@ -1,6 +1,6 @@
 /*
  * mpcc.h - the public API of mpcc: compile an ONNX model into a plan, load a
- * plan, and run it in a session.
+ * plan, and run it in a session; run a training step plan in a trainer.
  *
  * Ownership: every object is created by a *_create or *_load call and freed by
  * the matching *_destroy. A plan may back several sessions; destroy the
@@ -97,6 +97,60 @@ typedef enum mpcc_error_metric {
 	MPCC_ERROR_METRIC_MAX_ELEMENT, /* max_i |got_i - ref_i| / (1 + |ref_i|) */
 } mpcc_error_metric;
 
+/* ---- training compilation (docs/training.md, "The step graph") */
+
+typedef enum mpcc_loss {
+	MPCC_LOSS_SOFTMAX_CROSS_ENTROPY = 0, /* SoftmaxCrossEntropyLoss, mean; int64 labels */
+	MPCC_LOSS_MSE,   /* ReduceMean((logits - label)^2); float labels of the logits' shape */
+	MPCC_LOSS_NLL,   /* NegativeLogLikelihoodLoss(LogSoftmax(logits)), mean; int64 labels */
+	MPCC_LOSS_MODEL, /* the model's own SoftmaxCrossEntropyLoss or
+	                  * NegativeLogLikelihoodLoss, whose loss is a graph output */
+} mpcc_loss;
+
+typedef enum mpcc_optimizer {
+	MPCC_OPTIMIZER_SGD = 0, /* w -= lr (g + wd w) */
+	MPCC_OPTIMIZER_MOMENTUM, /* v = momentum v + (g + wd w); w -= lr v */
+	MPCC_OPTIMIZER_ADAM,    /* bias-corrected Adam on g + wd w (L2) */
+	MPCC_OPTIMIZER_ADAMW,   /* Adam with decoupled decay: w = w (1 - lr wd) - ... */
+} mpcc_optimizer;
+
+typedef enum mpcc_loss_scaling {
+	MPCC_LOSS_SCALING_DEFAULT = 0, /* dynamic for fp16, and for auto when a matrix
+	                                * op of the model is to compute in f16; off
+	                                * for fp32 and bf16 */
+	MPCC_LOSS_SCALING_DYNAMIC,     /* starts at loss_scale, grows and backs off */
+	MPCC_LOSS_SCALING_STATIC,      /* always loss_scale */
+	MPCC_LOSS_SCALING_OFF,
+} mpcc_loss_scaling;
+
+/*
+ * What `--train` compiles: the model, a loss and an optimizer step, as one
+ * step graph whose plan a trainer runs (mpcc_trainer_*). Every f32
+ * initializer not listed in frozen_weights is trained, its value in the model
+ * the initial value. Strings are read during the compile only.
+ */
+typedef struct mpcc_train_options {
+	mpcc_loss loss;           /* SOFTMAX_CROSS_ENTROPY by default */
+	const char *label;        /* the label input: NULL = "label"; a new input
+	                           * unless the model has an input of that name;
+	                           * MODEL: NULL = the loss node's own label input */
+	const char *logits;       /* a float value of the model: NULL = the model's
+	                           * only float output (MODEL: the loss's scores) */
+	mpcc_optimizer optimizer; /* SGD by default */
+	double lr;                /* learning rate, > 0 (0.01) */
+	double momentum;          /* MOMENTUM, in [0, 1) (0.9) */
+	double beta1, beta2;      /* ADAM, ADAMW, in [0, 1) (0.9, 0.999) */
+	double eps;               /* ADAM, ADAMW, > 0 (1e-8) */
+	double weight_decay;      /* >= 0 (0): L2 for SGD, MOMENTUM, ADAM; decoupled for ADAMW */
+	const char *const *frozen_weights; /* initializer names kept constant */
+	int n_frozen_weights;
+	mpcc_loss_scaling loss_scaling; /* DEFAULT */
+	double loss_scale;        /* STATIC: the scale; DYNAMIC: the first one (65536) */
+	double growth_factor;     /* DYNAMIC: after growth_interval finite steps in a row (2) */
+	double backoff_factor;    /* DYNAMIC: after a step with a non-finite gradient (0.5) */
+	int64_t growth_interval;  /* DYNAMIC (2000) */
+} mpcc_train_options;
+
 typedef struct mpcc_compile_options {
 	mpcc_precision precision;        /* MPCC_PRECISION_AUTO by default */
 	const mpcc_shape_binding *shapes; /* n_shapes bindings, may be NULL */
@@ -127,6 +181,11 @@ typedef struct mpcc_compile_options {
 	double tolerance;
 	mpcc_error_metric error_metric;
 	uint64_t seed;
+	/* NULL: an inference plan. Otherwise a training step plan of the model
+	 * with this loss and optimizer (docs/training.md); auto mode calibrates
+	 * and searches on the inference model and decides the backward pass by
+	 * the policy. */
+	const mpcc_train_options *train;
 } mpcc_compile_options;
 
 /* Contexts carry the last error message. Never fails except for memory. */
@@ -142,11 +201,18 @@ MPCC_API size_t mpcc_dtype_size(mpcc_dtype t);
 /* Initialises opts to the defaults (auto precision at its default tolerance,
  * seeded random calibration, no bindings). */
 MPCC_API void mpcc_compile_options_init(mpcc_compile_options *opts);
+/* Initialises o to the training defaults given beside each field (SGD at
+ * lr 0.01, softmax cross entropy, default loss scaling). */
+MPCC_API void mpcc_train_options_init(mpcc_train_options *o);
 
 /*
  * Compiles the ONNX model at model_path and writes the plan to plan_path.
  * Errors: MPCC_ERR_IO (files), MPCC_ERR_INVALID (malformed model),
  * MPCC_ERR_UNSUPPORTED (an op, attribute or opset mpcc does not handle).
+ * With opts->train: MPCC_ERR_INVALID for training options out of range or
+ * not fitting the model (label, logits, frozen names), naming the option;
+ * MPCC_ERR_UNSUPPORTED when an op between a trained weight and the loss has
+ * no gradient rule (naming the node).
  */
 MPCC_API mpcc_status mpcc_compile_file(mpcc_context *cx, const char *model_path,
                                        const mpcc_compile_options *opts,
@@ -213,6 +279,94 @@ MPCC_API mpcc_status mpcc_session_set_input(mpcc_session *s, const char *name, m
 MPCC_API mpcc_status mpcc_session_run(mpcc_session *s);
 /* Output i of the last run; data stays valid until the next run. */
 MPCC_API mpcc_status mpcc_session_output(mpcc_session *s, int i, mpcc_tensor *out);
+
+/* ---------------------------------------------------------------- training
+ *
+ * A training step plan (docs/training.md) is a plan whose inputs include
+ * the training state and whose outputs include its next value; its section
+ * TRAN says which is which. A trainer runs such a plan step after step: it
+ * owns a session and two buffers per piece of state, binds the current one
+ * as the state input and the other as the next-state output, and after a
+ * step swaps them, so a step copies only the batch in and allocates
+ * nothing. Errors go to the context given at creation, which must outlive
+ * the trainer; the plan must outlive it too. One trainer must not be used
+ * from two threads at once.
+ */
+typedef struct mpcc_trainer mpcc_trainer;
+
+/* What one step or evaluation gave. */
+typedef struct mpcc_train_result {
+	double loss;        /* the batch's loss */
+	double loss_scale;  /* the loss scale this step used; 1 when the plan has none */
+	bool skipped;       /* the update was not applied (the plan's ok flag was
+	                     * false, e.g. non-finite gradients); false for eval */
+	uint64_t step;      /* steps run so far, this one included (eval: unchanged) */
+	/* The logits output (data NULL when the plan has no logits role):
+	 * a read-only view, valid until the next step, eval, load or destroy. */
+	mpcc_tensor logits;
+} mpcc_train_result;
+
+/* The skip history, kept by the trainer and saved in checkpoints. */
+typedef struct mpcc_train_counts {
+	uint64_t steps;             /* steps run, skipped ones included */
+	uint64_t skipped;           /* steps whose update was not applied */
+	uint64_t consecutive_skips; /* skipped steps since the last applied one */
+} mpcc_train_counts;
+
+/*
+ * Creates a trainer for plan on backend ("cpu", "interp", "cuda"; NULL for
+ * the best available), its state set to the plan's initial values.
+ * Errors: MPCC_ERR_INVALID when the plan has no training section or for an
+ * unknown backend; MPCC_ERR_NOMEM; MPCC_ERR_BACKEND when the JIT fails.
+ */
+MPCC_API mpcc_status mpcc_trainer_create(mpcc_context *cx, const mpcc_plan *plan,
+                                         const char *backend, mpcc_trainer **out);
+MPCC_API void mpcc_trainer_destroy(mpcc_trainer *tr);
+
+/* The inputs a step takes from the caller: every plan input that is not
+ * state and not the apply switch, the label included, in plan order
+ * (descriptions: data is NULL). */
+MPCC_API int mpcc_trainer_n_inputs(const mpcc_trainer *tr);
+MPCC_API const mpcc_tensor *mpcc_trainer_input(const mpcc_trainer *tr, int i);
+/* The label among them, or NULL when the plan has none. */
+MPCC_API const mpcc_tensor *mpcc_trainer_label(const mpcc_trainer *tr);
+/* The plan's one-line description of the recipe (optimizer, learning
+ * rate, loss, scaling); "" when it has none. */
+MPCC_API const char *mpcc_trainer_recipe(const mpcc_trainer *tr);
+
+/*
+ * One training step: binds inputs[0..n) by name (each of the trainer's
+ * inputs exactly once, dtype and shape as in the plan), the state and
+ * apply = true, runs, makes every next-state output the state of the next
+ * step, and fills *r. Errors (MPCC_ERR_INVALID, naming the input): a
+ * missing input ("the label 'y' is missing"), an unknown or repeated name,
+ * a state or apply input given by the caller, a dtype or shape mismatch.
+ * A failed step leaves the state as it was.
+ */
+MPCC_API mpcc_status mpcc_trainer_step(mpcc_trainer *tr, const mpcc_tensor *inputs, int n,
+                                       mpcc_train_result *r);
+/* The same with apply = false, and the state is never swapped: the loss
+ * and logits of the batch under the current state, which stays unchanged.
+ * r->skipped is false and r->step unchanged. */
+MPCC_API mpcc_status mpcc_trainer_eval(mpcc_trainer *tr, const mpcc_tensor *inputs, int n,
+                                       mpcc_train_result *r);
+MPCC_API void mpcc_trainer_counts(const mpcc_trainer *tr, mpcc_train_counts *out);
+
+/* The state: n_state tensors, named after their plan inputs. *t is a view
+ * (name, dtype, shape, current data), valid until the next step, load or
+ * destroy. Errors: MPCC_ERR_INVALID for i out of range. */
+MPCC_API int mpcc_trainer_n_state(const mpcc_trainer *tr);
+MPCC_API mpcc_status mpcc_trainer_state(mpcc_trainer *tr, int i, const mpcc_tensor **t);
+
+/*
+ * Checkpoints (format in docs/training.md): every state tensor by name,
+ * dtype, shape and bytes, and the counts, with an FNV-1a checksum. Loading
+ * restores them bit for bit. Errors: MPCC_ERR_IO (files); MPCC_ERR_INVALID
+ * for a damaged file or one whose tensors do not match the plan's state
+ * (the message names the tensor); the trainer is unchanged on failure.
+ */
+MPCC_API mpcc_status mpcc_trainer_save(mpcc_trainer *tr, const char *path);
+MPCC_API mpcc_status mpcc_trainer_load(mpcc_trainer *tr, const char *path);
 
 #ifdef __cplusplus
 }

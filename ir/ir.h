@@ -207,6 +207,9 @@ struct mpcc_graph {
 	 * line each, e.g. how auto mode calibrated and what its search cost.
 	 * Stored in the plan beside the per-node decisions. */
 	const char *prec_summary;
+	/* What makes this a training step graph (docs/training.md): state
+	 * pairs and roles, below. NULL for inference; arena-allocated. */
+	struct mpcc_train_info *train;
 };
 
 mpcc_status mpcc_graph_create(mpcc_graph **out);
@@ -250,6 +253,56 @@ mpcc_status mpcc_node_error(mpcc_diag *d, const mpcc_node *n, mpcc_status st, co
  * the arrays live in the arena. MPCC_ERR_NOMEM when out of memory. */
 mpcc_status mpcc_graph_add_input(mpcc_graph *g, int32_t v);
 mpcc_status mpcc_graph_add_output(mpcc_graph *g, int32_t v);
+
+/* ---------------------------------------------------------------- training */
+
+/*
+ * A training step graph (docs/training.md) reads the batch, the label and
+ * the training state, and writes the loss and the state's next value. The
+ * runtime needs to know which is which: g->train says it, by value index.
+ * Value indices are stable (passes add values and mark nodes dead, never
+ * renumber), so the passes keep it valid as long as the values stay graph
+ * inputs and outputs; mpcc_graph_verify checks that after every pass, and
+ * dead-code elimination keeps graph outputs. mpcc_plan_build turns it into
+ * the plan's section TRAN (by input and output position).
+ */
+typedef struct mpcc_train_state {
+	int32_t in;            /* graph input: the value this step reads */
+	int32_t out;           /* graph output: its value for the next step */
+	mpcc_dtype init_dtype; /* dtype of init: the input's dtype when set
+	                        * (low_io may lower the input; the plan converts) */
+	const void *init;      /* initial value, dense row-major (arena) */
+	size_t init_nbytes;    /* element count of `in` times init_dtype's size */
+} mpcc_train_state;
+
+typedef struct mpcc_train_info {
+	int n_state;
+	mpcc_train_state *state; /* n_state entries (arena) */
+	int32_t label;      /* graph input, or MPCC_NONE */
+	int32_t loss;       /* graph output, one float element (required) */
+	int32_t logits;     /* graph output, or MPCC_NONE */
+	int32_t loss_scale; /* graph output, one float element: the scale this
+	                     * step used; MPCC_NONE when there is no scaling */
+	int32_t ok;         /* graph output, one bool: the update was applied
+	                     * (not skipped); MPCC_NONE = always applied */
+	int32_t apply;      /* graph input, one bool: false leaves the state
+	                     * unchanged (evaluation); MPCC_NONE = none */
+	const char *recipe; /* one line for display, e.g. "sgd lr=0.05, mse,
+	                     * no loss scaling" (arena; NULL = none) */
+} mpcc_train_info;
+
+/* Gives g a train info with n_state zeroed state slots (in = out = NONE)
+ * and every role MPCC_NONE; *out is g->train. MPCC_ERR_NOMEM. */
+mpcc_status mpcc_graph_train_new(mpcc_graph *g, int n_state, mpcc_train_info **out);
+/* Fills state slot i: in, out and a copy of init (nbytes, in dtype) in the
+ * arena. MPCC_ERR_INTERNAL for a bad slot, MPCC_ERR_NOMEM. */
+mpcc_status mpcc_train_set_state(mpcc_graph *g, int i, int32_t in, int32_t out,
+                                 mpcc_dtype dtype, const void *init, size_t nbytes);
+/* Checks g->train (if any) against the graph: every role and state value
+ * is a graph input or output as documented, state pairs are distinct and
+ * agree in dtype and shape where known, initial sizes fit. Called by
+ * mpcc_graph_verify; errors name the role or state value. */
+mpcc_status mpcc_train_verify(const mpcc_graph *g, mpcc_diag *d);
 
 /* ---------------------------------------------------------------- op rules */
 

@@ -239,6 +239,30 @@ put_node(sbuf *b, const mpcc_graph *g, const mpcc_node *n)
 	put(b, "  # %s\n", n->name ? n->name : "?");
 }
 
+/* A step graph's state pairs and roles, after the outputs. */
+static void
+put_train(sbuf *b, const mpcc_graph *g, const mpcc_train_info *t)
+{
+	static const char *const names[] = {"label", "loss", "logits", "loss_scale", "ok", "apply"};
+	const int32_t roles[] = {t->label, t->loss, t->logits, t->loss_scale, t->ok, t->apply};
+
+	put(b, "  train \"%s\"\n", t->recipe ? t->recipe : "");
+	for (int i = 0; i < t->n_state; i++) {
+		put(b, "  state ");
+		put_operand(b, g, t->state[i].in);
+		put(b, " -> ");
+		put_operand(b, g, t->state[i].out);
+		put(b, "\n");
+	}
+	for (int i = 0; i < 6; i++) {
+		if (roles[i] == MPCC_NONE)
+			continue;
+		put(b, "  role %s ", names[i]);
+		put_operand(b, g, roles[i]);
+		put(b, "\n");
+	}
+}
+
 char *
 mpcc_graph_print(const mpcc_graph *g)
 {
@@ -270,6 +294,8 @@ mpcc_graph_print(const mpcc_graph *g)
 		put_operand(&b, g, g->outputs[i]);
 		put(&b, "\n");
 	}
+	if (g->train)
+		put_train(&b, g, g->train);
 	if (b.failed) {
 		free(b.p);
 		return NULL;

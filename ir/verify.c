@@ -6,6 +6,7 @@
  * start; a node's inputs must be defined when it is reached and its outputs
  * must not be, which catches unsorted graphs, cycles and values produced
  * twice in one sweep. The first problem is reported, naming node and value.
+ * A training graph's state pairs and roles are checked last (ir/train.c).
  */
 #include <stdlib.h>
 
@@ -122,6 +123,8 @@ mpcc_graph_verify(const mpcc_graph *g, mpcc_diag *d)
 			st = mpcc_diag_error(d, MPCC_ERR_INVALID, "graph output '%s' is never defined",
 			                     g->values[v].name);
 	}
+	if (!st)
+		st = mpcc_train_verify(g, d);
 out:
 	free(defined);
 	return st;

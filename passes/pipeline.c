@@ -1,9 +1,12 @@
 /*
  * pipeline.c - the passes, in order. Each stops at its first error, which
  * is already in the diagnostics sink; the verifier runs before inference
- * (the frontend's graph) and after the last pass.
+ * (the frontend's graph) and after the last pass. A training compile
+ * (opts->train) rewrites the folded inference graph into the step graph and
+ * infers, folds and prunes that again before precision is decided.
  */
 #include "passes/passes.h"
+#include "passes/train.h"
 
 mpcc_status
 mpcc_run_pipeline(mpcc_graph *g, mpcc_pass_ctx *cx)
@@ -22,6 +25,14 @@ mpcc_run_pipeline(mpcc_graph *g, mpcc_pass_ctx *cx)
 		return st;
 	if ((st = mpcc_eliminate_dead(g, cx)))
 		return st;
+	if (cx->opts && cx->opts->train) {
+		if ((st = mpcc_build_training(g, cx)))
+			return st;
+		if ((st = mpcc_infer_and_fold(g, cx)))
+			return st;
+		if ((st = mpcc_eliminate_dead(g, cx)))
+			return st;
+	}
 	if (cx->expose_intermediates && (st = mpcc_expose_intermediates(g, cx)))
 		return st;
 	if ((st = mpcc_assign_precision(g, cx)))

@@ -19,6 +19,7 @@
 #include "codegen/lower.h"
 #include "frontend/onnx.h"
 #include "passes/passes.h"
+#include "passes/train.h"
 #include "runtime/api_internal.h"
 #include "runtime/autoprec.h"
 #include "runtime/plan.h"
@@ -63,6 +64,24 @@ mpcc_compile_options_init(mpcc_compile_options *opts)
 	opts->precision = MPCC_PRECISION_AUTO;
 }
 
+MPCC_API void
+mpcc_train_options_init(mpcc_train_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->loss = MPCC_LOSS_SOFTMAX_CROSS_ENTROPY;
+	o->optimizer = MPCC_OPTIMIZER_SGD;
+	o->lr = 0.01;
+	o->momentum = 0.9;
+	o->beta1 = 0.9;
+	o->beta2 = 0.999;
+	o->eps = 1e-8;
+	o->loss_scaling = MPCC_LOSS_SCALING_DEFAULT;
+	o->loss_scale = 65536;
+	o->growth_factor = 2;
+	o->backoff_factor = 0.5;
+	o->growth_interval = 2000;
+}
+
 static const char *
 precision_name(mpcc_precision p)
 {
@@ -91,9 +110,13 @@ compile_graph(mpcc_graph *g, const void *model, size_t model_size, const char *b
 	mpcc_status st = MPCC_OK;
 
 	/* auto mode: calibrate and search on builds of its own, then hand the
-	 * decisions to this build's precision pass */
+	 * decisions to this build's precision pass; a training compile's are
+	 * builds of the inference model (the forward nodes get hints, the
+	 * backward pass the policy) */
 	if (opts->precision == MPCC_PRECISION_AUTO) {
-		st = mpcc_autoprec_search(model, model_size, base_dir, opts, &ap, d);
+		mpcc_compile_options inference = *opts;
+		inference.train = NULL;
+		st = mpcc_autoprec_search(model, model_size, base_dir, &inference, &ap, d);
 		mpcc_autoprec_apply(ap, &pcx);
 	}
 	if (st == MPCC_OK)
@@ -125,6 +148,8 @@ check_options(const mpcc_compile_options *opts, mpcc_diag *d)
 		                       precision_name(opts->precision));
 	if (opts->n_shapes < 0 || (opts->n_shapes > 0 && !opts->shapes))
 		return mpcc_diag_error(d, MPCC_ERR_INVALID, "shape bindings: bad count or pointer");
+	if (opts->train)
+		return mpcc_train_check_options(opts->train, d);
 	return MPCC_OK;
 }
 

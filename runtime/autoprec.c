@@ -1452,8 +1452,12 @@ mpcc_autoprec_pipeline_file(const char *path, const mpcc_compile_options *opts, 
 		                                           : strndup(path, (size_t)(slash - path));
 		st = dir ? mpcc_read_whole_file(path, &model, &size, d)
 		         : mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory");
+		/* as compile_graph (runtime/api.c): the search builds the
+		 * inference model, a training compile included */
+		mpcc_compile_options inference = *opts;
+		inference.train = NULL;
 		if (st == MPCC_OK)
-			st = mpcc_autoprec_search(model, size, dir, opts, &ap, d);
+			st = mpcc_autoprec_search(model, size, dir, &inference, &ap, d);
 		mpcc_autoprec_apply(ap, &pcx);
 	}
 	if (st == MPCC_OK)

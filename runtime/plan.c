@@ -5,7 +5,8 @@
  * to into a tensor table, copies constant values into one 64-byte aligned
  * weights blob and takes the kernels over from the lowering. The file format
  * (docs/plan-format.md) is a 64-byte header, a section table, five
- * required sections and two optional ones (KNOD, PRND); the loader reads it
+ * required sections and three optional ones (KNOD, PRND, and TRAN, whose
+ * layout runtime/plan_train.c owns); the loader reads it
  * with a bounds-checked cursor and validates every field before anything
  * uses it, so a damaged file is refused with a message naming the section
  * and field instead of crashing.
@@ -31,8 +32,9 @@
 #define TAG_PRECISION TAG('P', 'R', 'E', 'C')
 #define TAG_KNODES TAG('K', 'N', 'O', 'D') /* optional: nodes each kernel covers */
 #define TAG_PRND TAG('P', 'R', 'N', 'D')   /* optional: precision report records */
+#define TAG_TRAN TAG('T', 'R', 'A', 'N')   /* optional: training state and roles */
 #define N_SECTIONS 5 /* required sections */
-#define N_WRITTEN 7  /* known: the required ones, KNOD and PRND */
+#define N_WRITTEN 8  /* known: the required ones, KNOD, PRND and TRAN */
 
 static const char plan_magic[8] = {'M', 'P', 'C', 'C', 'P', 'L', 'A', 'N'};
 
@@ -42,8 +44,8 @@ align_up(size_t n, size_t a)
 	return (n + a - 1) / a * a;
 }
 
-static uint64_t
-fnv1a64(const uint8_t *p, size_t n)
+uint64_t
+mpcc_fnv1a64(const uint8_t *p, size_t n)
 {
 	uint64_t h = 0xcbf29ce484222325ull;
 
@@ -400,6 +402,8 @@ mpcc_plan_build(const mpcc_graph *g, mpcc_lower *lx, mpcc_precision precision, m
 	}
 	if (prec_report_build(p, g, d) != MPCC_OK)
 		goto fail;
+	if (g->train && mpcc_plan_train_build(p, g, d) != MPCC_OK)
+		goto fail;
 
 	if (plan_finish(p, d) != MPCC_OK)
 		goto fail;
@@ -517,7 +521,8 @@ write_prnd(kir_writer *w, const mpcc_plan *p)
  * Sections are built in separate buffers first so that the section table,
  * which precedes them, can be written with final offsets; the weights come
  * last, at a 64-byte aligned file offset, so a loader could map them.
- * PRND is written when the plan has a precision report.
+ * PRND is written when the plan has a precision report, TRAN when it is a
+ * training step plan.
  */
 mpcc_status
 mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag *d)
@@ -544,6 +549,10 @@ mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag 
 	if (p->prec_report) {
 		tags[ns] = TAG_PRND;
 		write_prnd(&sec[ns++], p);
+	}
+	if (p->train) {
+		tags[ns] = TAG_TRAN;
+		mpcc_plan_train_write(&sec[ns++], p);
 	}
 	tags[ns] = TAG_WEIGHTS;
 	kir_write_bytes(&sec[ns++], p->weights, p->weights_size);
@@ -581,7 +590,7 @@ mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag 
 	kir_write_bytes(&h, plan_magic, 8);
 	put_u32(&h, MPCC_PLAN_VERSION);
 	put_u32(&h, (uint32_t)ns);
-	put_u64(&h, fnv1a64(w.data + HEADER_SIZE, w.size - HEADER_SIZE));
+	put_u64(&h, mpcc_fnv1a64(w.data + HEADER_SIZE, w.size - HEADER_SIZE));
 	put_u64(&h, w.size);
 	if (h.failed) {
 		free(h.data);
@@ -911,7 +920,7 @@ mpcc_plan_deserialize(const void *buf, size_t size, mpcc_plan **out, mpcc_diag *
 	reader hr = {b, size, 0, false};
 	reader sec[N_WRITTEN];
 	static const uint32_t tags[N_WRITTEN] = {TAG_WEIGHTS, TAG_TENSORS, TAG_IO, TAG_PRECISION,
-	                                         TAG_KERNELS, TAG_KNODES, TAG_PRND};
+	                                         TAG_KERNELS, TAG_KNODES, TAG_PRND, TAG_TRAN};
 	bool found[N_WRITTEN] = {false};
 	mpcc_plan *p;
 	char tn[5];
@@ -940,7 +949,7 @@ mpcc_plan_deserialize(const void *buf, size_t size, mpcc_plan **out, mpcc_diag *
 		           (unsigned long long)fsize, size);
 	if (n_sec == 0 || n_sec > 64 || (size - HEADER_SIZE) / SECTION_ENTRY < n_sec)
 		return bad(d, "header: section count %u out of range", n_sec);
-	if (fnv1a64(b + HEADER_SIZE, size - HEADER_SIZE) != sum)
+	if (mpcc_fnv1a64(b + HEADER_SIZE, size - HEADER_SIZE) != sum)
 		return bad(d, "checksum mismatch");
 
 	hr.pos = HEADER_SIZE;
@@ -993,7 +1002,9 @@ mpcc_plan_deserialize(const void *buf, size_t size, mpcc_plan **out, mpcc_diag *
 	p->precision = (mpcc_precision)prec;
 	if (read_kernels(p, &sec[4], d) != MPCC_OK ||
 	    (found[5] && read_knodes(p, &sec[5], d) != MPCC_OK) ||
-	    (found[6] && read_prnd(p, &sec[6], d) != MPCC_OK) || plan_finish(p, d) != MPCC_OK)
+	    (found[6] && read_prnd(p, &sec[6], d) != MPCC_OK) ||
+	    (found[7] && mpcc_plan_train_read(p, sec[7].p, sec[7].size, d) != MPCC_OK) ||
+	    plan_finish(p, d) != MPCC_OK)
 		goto fail;
 	*out = p;
 	return MPCC_OK;

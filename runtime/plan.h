@@ -11,7 +11,8 @@
  * checksum of everything after the header; then sections (tag, offset,
  * size). Weights are 64-byte aligned. Loading checks magic, version, bounds,
  * the checksum and every kernel (kir_validate), and refuses a damaged file
- * with a message naming what is wrong.
+ * with a message naming what is wrong. A training step plan also carries
+ * its state pairs and roles (section TRAN, runtime/plan_train.c).
  */
 #ifndef MPCC_PLAN_H
 #define MPCC_PLAN_H
@@ -34,6 +35,28 @@ typedef struct mpcc_plan_tensor {
 	uint64_t offset;  /* WEIGHT: offset in the weights blob */
 } mpcc_plan_tensor;
 
+/* One piece of training state (section TRAN): the plan input a step reads,
+ * the plan output that is its next value, and its first value. */
+typedef struct mpcc_plan_state {
+	int32_t in;          /* position in inputs[] */
+	int32_t out;         /* position in outputs[]; same dtype and shape */
+	const uint8_t *init; /* the input's nbytes, in its dtype (arena) */
+} mpcc_plan_state;
+
+/* A training step plan's state and roles (optional section TRAN; see
+ * ir.h's mpcc_train_info, of which this is the plan's copy by position). */
+typedef struct mpcc_plan_train {
+	int n_state;
+	mpcc_plan_state *state; /* arena */
+	int32_t label;      /* input position, or -1 */
+	int32_t loss;       /* output position: one float element */
+	int32_t logits;     /* output position, or -1 */
+	int32_t loss_scale; /* output position (one float element), or -1 */
+	int32_t ok;         /* output position (one bool), or -1 */
+	int32_t apply;      /* input position (one bool), or -1 */
+	const char *recipe; /* one line, may be empty (arena) */
+} mpcc_plan_train;
+
 struct mpcc_plan {
 	mpcc_arena arena;         /* names and small arrays */
 	int n_tensors;
@@ -54,6 +77,9 @@ struct mpcc_plan {
 	/* Per-node precision decisions (optional section PRND; NULL when the
 	 * plan has none, e.g. one written before the section existed). */
 	mpcc_prec_report *prec_report;
+	/* State pairs and roles of a training step plan (optional section
+	 * TRAN; NULL for an inference plan). Arena-allocated. */
+	mpcc_plan_train *train;
 };
 
 /* Builds a plan from a lowered graph; takes the kernels out of lx. */
@@ -62,5 +88,15 @@ mpcc_status mpcc_plan_build(const mpcc_graph *g, mpcc_lower *lx, mpcc_precision 
 mpcc_status mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag *d);
 mpcc_status mpcc_plan_deserialize(const void *buf, size_t size, mpcc_plan **out, mpcc_diag *d);
 void mpcc_plan_free(mpcc_plan *p);
+
+/* FNV-1a 64 (docs/plan-format.md), also the checksum of trainer checkpoints. */
+uint64_t mpcc_fnv1a64(const uint8_t *p, size_t n);
+
+/* Section TRAN (runtime/plan_train.c). build: p's tensors and I/O lists are
+ * final; copies g->train by position. write: appends the section's bytes.
+ * read: parses and checks it against p's tensor table and I/O lists. */
+mpcc_status mpcc_plan_train_build(mpcc_plan *p, const mpcc_graph *g, mpcc_diag *d);
+void mpcc_plan_train_write(kir_writer *w, const mpcc_plan *p);
+mpcc_status mpcc_plan_train_read(mpcc_plan *p, const uint8_t *b, size_t size, mpcc_diag *d);
 
 #endif

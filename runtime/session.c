@@ -266,9 +266,43 @@ mpcc_session_set_input(mpcc_session *s, const char *name, mpcc_dtype dtype, int 
 		return mpcc_context_fail(s->cx, &d, MPCC_ERR_INVALID);
 	}
 	if (nbytes)
-		memcpy(s->input_buf[i], data, nbytes);
+		memcpy(s->tensor_ptr[p->inputs[i]], data, nbytes);
 	s->input_set[i] = true;
 	return MPCC_OK;
+}
+
+/*
+ * Why rebinding rewires every kernel in one pass rather than keeping a
+ * list of slots per tensor: the pass touches each kernel buffer once, which
+ * costs less than the kernels reading their buffers, and it needs no memory
+ * that could fail to be allocated.
+ */
+void
+mpcc_session_bind_tensors(mpcc_session *s, int n, const int32_t *tensors, void *const *ptrs)
+{
+	const mpcc_plan *p = s->plan;
+
+	for (int i = 0; i < n; i++) {
+		int32_t t = tensors[i];
+		if (t < 0 || t >= p->n_tensors || (p->tensors[t].flags & MPCC_TENSOR_WEIGHT))
+			continue;
+		s->tensor_ptr[t] = ptrs[i];
+		for (int k = 0; k < p->n_inputs; k++)
+			if (p->inputs[k] == t)
+				s->input_set[k] = true;
+	}
+	for (int k = 0; k < p->n_kernels; k++) {
+		const kir_kernel *kk = p->kernels[k];
+		for (int b = 0; b < kk->n_bufs; b++)
+			if (kk->bufs[b].kind == KIR_BUF_PARAM)
+				s->kbufs[k][b] = s->tensor_ptr[kk->bufs[b].value];
+	}
+}
+
+void *
+mpcc_session_tensor_data(const mpcc_session *s, int32_t t)
+{
+	return t >= 0 && t < s->plan->n_tensors ? s->tensor_ptr[t] : NULL;
 }
 
 MPCC_API mpcc_status
