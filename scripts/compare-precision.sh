@@ -3,7 +3,9 @@
 # onnxconverter-common on the four model tests; writes
 # docs/precision-comparison.md.
 # usage: bash scripts/compare-precision.sh [BUILD_DIR]   (from the source root;
-#        `make compare-precision`)
+#        `make compare-precision`); TOL=X sets the searches' tolerance and
+#        OUT=FILE the Markdown written (docs/precision-comparison.md by default;
+#        docs/precision-comparison-tol2e-4.md holds a TOL=2e-4 run).
 #
 # - torch.autocast: tests/models/compare_autocast.py with Debian's python3 +
 #   torch (the same interpreter that exported the models).
@@ -25,7 +27,7 @@ set -euo pipefail
 build=${1:-build}
 venv=$build/cmp-venv
 work=$build/cmp-work
-out=docs/precision-comparison.md
+out=${OUT:-docs/precision-comparison.md}
 models=(mlp cnn transformer lstm)
 modes=(auto fp16 bf16)
 mpcc=$build/mpcc
