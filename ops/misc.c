@@ -535,6 +535,44 @@ lower_compress(mpcc_lower *lx, int32_t ni)
 	return MPCC_OK;
 }
 
+/* ---------------------------------------------------------------- Gradient */
+
+/*
+ * ai.onnx.preview.training Gradient: outputs d y / d xs[i], each shaped like
+ * xs[i] (the node's first inputs). It has no lowering: passes/gradient.c
+ * replaces it by the backward nodes of passes/autodiff.c once shapes are
+ * known, so only its outputs' shapes are defined here.
+ */
+static const char *const gradient_attrs[] = {"xs", "y", "zs", NULL};
+
+static mpcc_status
+infer_gradient(mpcc_graph *g, int32_t node, mpcc_diag *d)
+{
+	const mpcc_node *n = &g->nodes[node];
+	const mpcc_attr *xs = mpcc_node_attr(n, "xs");
+
+	if (!xs || xs->kind != MPCC_ATTR_STRINGS || xs->n != n->n_out || xs->n > n->n_in)
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+		                       "needs attribute xs naming one input per output");
+	if (!mpcc_node_attr_string(n, "y", NULL))
+		return mpcc_node_error(d, n, MPCC_ERR_INVALID, "needs attribute y");
+	for (int i = 0; i < n->n_out; i++) {
+		const mpcc_value *x = &g->values[n->in[i]];
+		mpcc_value *o = &g->values[n->out[i]];
+		if (strcmp(x->name, xs->strings[i]) != 0)
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID,
+			                       "input %d is '%s' but xs[%d] names '%s'", i, x->name, i,
+			                       xs->strings[i]);
+		if (!mpcc_dtype_is_float(x->dtype))
+			return mpcc_node_error(d, n, MPCC_ERR_INVALID, "xs[%d] '%s' is not float", i,
+			                       x->name);
+		o->dtype = x->dtype;
+		o->rank = x->rank;
+		memcpy(o->dims, x->dims, sizeof(o->dims));
+	}
+	return MPCC_OK;
+}
+
 /* ---------------------------------------------------------------- the table */
 
 const mpcc_op_rule mpcc_rules_misc[] = {
@@ -547,5 +585,6 @@ const mpcc_op_rule mpcc_rules_misc[] = {
     {MPCC_OP_MAXUNPOOL, 2, 3, 1, 1, MPCC_MISC_RULE(maxunpool)},
     {MPCC_OP_ROIALIGN, 3, 3, 1, 1, MPCC_MISC_RULE(roialign)},
     {MPCC_OP_DET, 1, 1, 1, 1, MPCC_MISC_RULE(det)},
+    {MPCC_OP_GRADIENT, 1, 64, 1, 64, gradient_attrs, infer_gradient, NULL},
     {.op = MPCC_OP_INVALID},
 };

@@ -53,6 +53,10 @@ mpcc_status mpcc_check_ops(mpcc_graph *g, mpcc_pass_ctx *cx);
 mpcc_status mpcc_infer_and_fold(mpcc_graph *g, mpcc_pass_ctx *cx);
 /* Removes nodes whose outputs nobody needs (constant outputs included). */
 mpcc_status mpcc_eliminate_dead(mpcc_graph *g, mpcc_pass_ctx *cx);
+/* Replaces every Gradient node (ai.onnx.preview.training) by its backward
+ * nodes (passes/gradient.c); *expanded says whether there was one, after
+ * which shapes are inferred again. Needs inferred shapes. */
+mpcc_status mpcc_expand_gradients(mpcc_graph *g, mpcc_pass_ctx *cx, bool *expanded);
 /* Makes every f32 value a live node computes a graph output (after the
  * model's own outputs), so a run hands it back; for auto mode's internal
  * builds (cx->expose_intermediates). Does not change what is computed.
