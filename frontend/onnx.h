@@ -23,4 +23,17 @@ mpcc_status mpcc_onnx_read_file(const char *path, mpcc_graph **out, mpcc_diag *d
  * is malloc'd (caller frees) or NULL. */
 mpcc_status mpcc_onnx_read_tensor(const void *buf, size_t size, mpcc_tensor *out, mpcc_diag *d);
 
+/*
+ * Writes trained weights into a serialised ModelProto (model, size bytes):
+ * every initializer of the main graph named by one of w[0..n) gets that
+ * tensor's data (f32, the initializer's shape), as raw_data, its typed and
+ * external-data fields dropped; the rest of the model is packed again as it
+ * was. *out is malloc'd (the caller frees it), *out_size its length.
+ * Errors: MPCC_ERR_INVALID naming the weight (no initializer of that name,
+ * not a float initializer, another shape) or for a model that does not
+ * parse; MPCC_ERR_NOMEM.
+ */
+mpcc_status mpcc_onnx_update_initializers(const void *model, size_t size, const mpcc_tensor *w,
+                                          int n, void **out, size_t *out_size, mpcc_diag *d);
+
 #endif

@@ -368,6 +368,22 @@ MPCC_API mpcc_status mpcc_trainer_state(mpcc_trainer *tr, int i, const mpcc_tens
 MPCC_API mpcc_status mpcc_trainer_save(mpcc_trainer *tr, const char *path);
 MPCC_API mpcc_status mpcc_trainer_load(mpcc_trainer *tr, const char *path);
 
+/*
+ * Writes the trained model to path as ONNX (docs/training.md, "Export"):
+ * the model the plan was compiled from, which a training plan carries
+ * (section ONNX), with every trained initializer's data replaced by the
+ * trainer's current value of the state of its name, in f32 raw_data (an
+ * external-data initializer that was trained is written inline). The
+ * optimizer's and loss scaler's state are not exported; the graph, opset
+ * imports and every other initializer are kept exactly, external-data
+ * references included (resolved next to the new file). The state is read,
+ * not changed. Errors: MPCC_ERR_UNSUPPORTED for a plan without its source
+ * model ("plan has no source model: recompile it with this mpcc");
+ * MPCC_ERR_INVALID naming the weight when the source model has no f32
+ * initializer of its name and shape; MPCC_ERR_IO; MPCC_ERR_NOMEM.
+ */
+MPCC_API mpcc_status mpcc_trainer_export(mpcc_trainer *tr, const char *path);
+
 #ifdef __cplusplus
 }
 #endif

@@ -130,6 +130,9 @@ compile_graph(mpcc_graph *g, const void *model, size_t model_size, const char *b
 			st = mpcc_plan_build(g, &lx, opts->precision, &plan, d);
 		mpcc_lower_fini(&lx);
 	}
+	/* a training plan keeps its source model, for mpcc_trainer_export */
+	if (st == MPCC_OK && plan->train)
+		st = mpcc_plan_source_build(plan, g, model, model_size, d);
 	if (st == MPCC_OK)
 		st = mpcc_plan_serialize(plan, out, out_size, d);
 	mpcc_plan_free(plan);
@@ -282,9 +285,10 @@ mpcc_compile_file(mpcc_context *cx, const char *model_path, const mpcc_compile_o
 	st = check_options(opts, &d);
 	if (st == MPCC_OK)
 		st = mpcc_onnx_read_file(model_path, &g, &d);
-	/* auto mode re-reads the model for its own builds: keep its bytes and
-	 * the folder external data is resolved in, as the frontend does */
-	if (st == MPCC_OK && opts->precision == MPCC_PRECISION_AUTO) {
+	/* auto mode re-reads the model for its own builds, and a training plan
+	 * stores it: keep its bytes and the folder external data is resolved
+	 * in, as the frontend does */
+	if (st == MPCC_OK && (opts->precision == MPCC_PRECISION_AUTO || opts->train)) {
 		st = mpcc_read_whole_file(model_path, &model, &model_size, &d);
 		const char *slash = strrchr(model_path, '/');
 		if (st == MPCC_OK)

@@ -5,11 +5,11 @@
  * to into a tensor table, copies constant values into one 64-byte aligned
  * weights blob and takes the kernels over from the lowering. The file format
  * (docs/plan-format.md) is a 64-byte header, a section table, five
- * required sections and three optional ones (KNOD, PRND, and TRAN, whose
- * layout runtime/plan_train.c owns); the loader reads it
- * with a bounds-checked cursor and validates every field before anything
- * uses it, so a damaged file is refused with a message naming the section
- * and field instead of crashing.
+ * required sections and four optional ones (KNOD, PRND, TRAN and ONNX; the
+ * last two's layouts are owned by runtime/plan_train.c and
+ * runtime/plan_source.c); the loader reads it with a bounds-checked cursor
+ * and validates every field before anything uses it, so a damaged file is
+ * refused with a message naming the section and field instead of crashing.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,8 +33,9 @@
 #define TAG_KNODES TAG('K', 'N', 'O', 'D') /* optional: nodes each kernel covers */
 #define TAG_PRND TAG('P', 'R', 'N', 'D')   /* optional: precision report records */
 #define TAG_TRAN TAG('T', 'R', 'A', 'N')   /* optional: training state and roles */
+#define TAG_ONNX TAG('O', 'N', 'N', 'X')   /* optional: a training plan's source model */
 #define N_SECTIONS 5 /* required sections */
-#define N_WRITTEN 8  /* known: the required ones, KNOD, PRND and TRAN */
+#define N_WRITTEN 9  /* known: the required ones, KNOD, PRND, TRAN and ONNX */
 
 static const char plan_magic[8] = {'M', 'P', 'C', 'C', 'P', 'L', 'A', 'N'};
 
@@ -75,6 +76,8 @@ mpcc_plan_free(mpcc_plan *p)
 		kir_kernel_destroy(p->kernels[i]);
 	free(p->kernels);
 	free(p->weights);
+	if (p->source)
+		free(p->source->model);
 	mpcc_prec_report_destroy(p->prec_report);
 	mpcc_arena_fini(&p->arena);
 	free(p);
@@ -522,7 +525,7 @@ write_prnd(kir_writer *w, const mpcc_plan *p)
  * which precedes them, can be written with final offsets; the weights come
  * last, at a 64-byte aligned file offset, so a loader could map them.
  * PRND is written when the plan has a precision report, TRAN when it is a
- * training step plan.
+ * training step plan, ONNX when it also carries its source model.
  */
 mpcc_status
 mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag *d)
@@ -553,6 +556,10 @@ mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag 
 	if (p->train) {
 		tags[ns] = TAG_TRAN;
 		mpcc_plan_train_write(&sec[ns++], p);
+	}
+	if (p->source) {
+		tags[ns] = TAG_ONNX;
+		mpcc_plan_source_write(&sec[ns++], p);
 	}
 	tags[ns] = TAG_WEIGHTS;
 	kir_write_bytes(&sec[ns++], p->weights, p->weights_size);
@@ -920,7 +927,8 @@ mpcc_plan_deserialize(const void *buf, size_t size, mpcc_plan **out, mpcc_diag *
 	reader hr = {b, size, 0, false};
 	reader sec[N_WRITTEN];
 	static const uint32_t tags[N_WRITTEN] = {TAG_WEIGHTS, TAG_TENSORS, TAG_IO, TAG_PRECISION,
-	                                         TAG_KERNELS, TAG_KNODES, TAG_PRND, TAG_TRAN};
+	                                         TAG_KERNELS, TAG_KNODES, TAG_PRND, TAG_TRAN,
+	                                         TAG_ONNX};
 	bool found[N_WRITTEN] = {false};
 	mpcc_plan *p;
 	char tn[5];
@@ -1004,6 +1012,7 @@ mpcc_plan_deserialize(const void *buf, size_t size, mpcc_plan **out, mpcc_diag *
 	    (found[5] && read_knodes(p, &sec[5], d) != MPCC_OK) ||
 	    (found[6] && read_prnd(p, &sec[6], d) != MPCC_OK) ||
 	    (found[7] && mpcc_plan_train_read(p, sec[7].p, sec[7].size, d) != MPCC_OK) ||
+	    (found[8] && mpcc_plan_source_read(p, sec[8].p, sec[8].size, d) != MPCC_OK) ||
 	    plan_finish(p, d) != MPCC_OK)
 		goto fail;
 	*out = p;

@@ -12,7 +12,8 @@
  * size). Weights are 64-byte aligned. Loading checks magic, version, bounds,
  * the checksum and every kernel (kir_validate), and refuses a damaged file
  * with a message naming what is wrong. A training step plan also carries
- * its state pairs and roles (section TRAN, runtime/plan_train.c).
+ * its state pairs and roles (section TRAN, runtime/plan_train.c) and the
+ * ONNX model it was compiled from (section ONNX, runtime/plan_source.c).
  */
 #ifndef MPCC_PLAN_H
 #define MPCC_PLAN_H
@@ -57,6 +58,16 @@ typedef struct mpcc_plan_train {
 	const char *recipe; /* one line, may be empty (arena) */
 } mpcc_plan_train;
 
+/* The ONNX model a training step plan was compiled from (optional section
+ * ONNX), which mpcc_trainer_export writes the trained weights into. */
+typedef struct mpcc_plan_source {
+	int n_weights;
+	int32_t *weights;   /* TRAN state indices of the trained initializers,
+	                     * increasing (arena) */
+	uint8_t *model;     /* the ModelProto's bytes as compiled (malloc'd) */
+	size_t model_size;
+} mpcc_plan_source;
+
 struct mpcc_plan {
 	mpcc_arena arena;         /* names and small arrays */
 	int n_tensors;
@@ -80,6 +91,9 @@ struct mpcc_plan {
 	/* State pairs and roles of a training step plan (optional section
 	 * TRAN; NULL for an inference plan). Arena-allocated. */
 	mpcc_plan_train *train;
+	/* The source model of a training step plan (optional section ONNX;
+	 * NULL for inference plans and training plans written before it). */
+	mpcc_plan_source *source;
 };
 
 /* Builds a plan from a lowered graph; takes the kernels out of lx. */
@@ -98,5 +112,14 @@ uint64_t mpcc_fnv1a64(const uint8_t *p, size_t n);
 mpcc_status mpcc_plan_train_build(mpcc_plan *p, const mpcc_graph *g, mpcc_diag *d);
 void mpcc_plan_train_write(kir_writer *w, const mpcc_plan *p);
 mpcc_status mpcc_plan_train_read(mpcc_plan *p, const uint8_t *b, size_t size, mpcc_diag *d);
+
+/* Section ONNX (runtime/plan_source.c). build: p->train is final; copies
+ * the model's size bytes and records which states are trained initializers
+ * (their input value came from one in g). write: appends the section's
+ * bytes. read: parses and checks it against p->train (read after TRAN). */
+mpcc_status mpcc_plan_source_build(mpcc_plan *p, const mpcc_graph *g, const void *model,
+                                   size_t size, mpcc_diag *d);
+void mpcc_plan_source_write(kir_writer *w, const mpcc_plan *p);
+mpcc_status mpcc_plan_source_read(mpcc_plan *p, const uint8_t *b, size_t size, mpcc_diag *d);
 
 #endif

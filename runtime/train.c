@@ -15,11 +15,16 @@
  * tensors by name, dtype, shape and bytes and the skip counts, closed by
  * the plan format's FNV-1a checksum. Loading validates all of it before
  * touching the trainer, so a refused file leaves the trainer as it was.
+ *
+ * Export writes the trained weights into the ONNX model the plan was
+ * compiled from (section ONNX), for ONNX Runtime, torch or another mpcc
+ * compile.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "frontend/onnx.h"
 #include "runtime/api_internal.h"
 #include "runtime/plan.h"
 
@@ -644,5 +649,78 @@ mpcc_trainer_load(mpcc_trainer *tr, const char *path)
 	}
 	free(buf);
 	free(off);
+	return mpcc_context_fail(tr->cx, &d, st);
+}
+
+/* ---------------------------------------------------------------- export */
+
+/* The trained weights as f32 tensors named after their initializers: a
+ * view of the state, or (f16/bf16 state, --low-io) a widened copy in
+ * copies[i], which the caller frees. */
+static mpcc_status
+weights_f32(mpcc_trainer *tr, const mpcc_plan_source *src, mpcc_tensor *w, float **copies,
+            mpcc_diag *d)
+{
+	for (int i = 0; i < src->n_weights; i++) {
+		const mpcc_tensor *t = &tr->view[src->weights[i]];
+		w[i] = *t;
+		if (t->dtype == MPCC_DTYPE_F32)
+			continue;
+		size_t n = t->nbytes / 2;
+		const uint16_t *h = t->data;
+		copies[i] = malloc(sizeof(float) * (n ? n : 1));
+		if (!copies[i])
+			return mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory exporting the model");
+		for (size_t k = 0; k < n; k++)
+			copies[i][k] = t->dtype == MPCC_DTYPE_F16 ? mpcc_f16_to_f32(h[k])
+			                                          : mpcc_bf16_to_f32(h[k]);
+		w[i].dtype = MPCC_DTYPE_F32;
+		w[i].data = copies[i];
+		w[i].nbytes = sizeof(float) * n;
+	}
+	return MPCC_OK;
+}
+
+/*
+ * Why export goes through the stored source model instead of rebuilding
+ * ONNX from the plan: the plan holds the step graph, lowered, fused and
+ * cast for one precision; the source holds the model as its author wrote
+ * it, which is what ONNX Runtime or torch should get back, new weights
+ * aside. The states that are trained initializers are listed in the
+ * plan's section ONNX; the optimizer's and scaler's are not exported.
+ */
+MPCC_API mpcc_status
+mpcc_trainer_export(mpcc_trainer *tr, const char *path)
+{
+	const mpcc_plan_source *src = tr->plan->source;
+	mpcc_tensor *w = NULL;
+	float **copies = NULL;
+	void *buf = NULL;
+	size_t size = 0;
+	mpcc_diag d;
+	mpcc_status st;
+
+	mpcc_diag_init(&d);
+	if (!src) {
+		mpcc_diag_error(&d, MPCC_ERR_UNSUPPORTED,
+		                "plan has no source model: recompile it with this mpcc");
+		return mpcc_context_fail(tr->cx, &d, MPCC_ERR_UNSUPPORTED);
+	}
+	w = calloc((size_t)src->n_weights + 1, sizeof(*w));
+	copies = calloc((size_t)src->n_weights + 1, sizeof(*copies));
+	if (!w || !copies)
+		st = mpcc_diag_error(&d, MPCC_ERR_NOMEM, "out of memory exporting the model");
+	else
+		st = weights_f32(tr, src, w, copies, &d);
+	if (st == MPCC_OK)
+		st = mpcc_onnx_update_initializers(src->model, src->model_size, w, src->n_weights,
+		                                   &buf, &size, &d);
+	if (st == MPCC_OK)
+		st = mpcc_write_whole_file(path, buf, size, &d);
+	for (int i = 0; copies && i < src->n_weights; i++)
+		free(copies[i]);
+	free(copies);
+	free(w);
+	free(buf);
 	return mpcc_context_fail(tr->cx, &d, st);
 }

@@ -7,7 +7,10 @@
 # the inspect block, per-epoch lines, loss falling, the dropped-samples note,
 # accuracy and loss scale, --eval, --log rows, a seeded shuffle being
 # reproducible, --checkpoint/--resume continuing bit for bit, and one-line
-# errors with the right exit status.
+# errors with the right exit status. `mpcc export` gets a plan compiled from
+# tests/models/mlp with --train: its export without a checkpoint computes
+# what the source model does, bit for bit; with one, something else; plans
+# without a source model are refused.
 # usage: bash tests/test_cli_train.sh BUILD_DIR   (from the source root)
 set -euo pipefail
 build=${1:-build}
@@ -54,6 +57,11 @@ for name, n in (('cls', 96), ('cls_eval', 48)):
     lab = [int(sum(x[3 * i + j] * v[j] for j in range(3)) > 0) for i in range(n)]
     savez(work + '/%s.npz' % name,
           [('x', npy('<f4', (n, 3), 'f', x)), ('label', npy('<i8', (n, 1), 'q', lab))])
+
+# for tests/models/mlp (x f32 [4,64], 10 classes)
+x = [rng.uniform(-1, 1) for _ in range(32 * 64)]
+lab = [rng.randrange(10) for _ in range(32)]
+savez(work + '/mlp.npz', [('x', npy('<f4', (32, 64), 'f', x)), ('y', npy('<i8', (32,), 'q', lab))])
 PY
 
 # inspect shows the training block
@@ -139,4 +147,31 @@ check_error 1 "checkpoint holds 2 tensors, the plan's state has 1" \
 check_error 1 "not an mpcc checkpoint" \
   $t --data "$work/reg.npz" --epochs 1 --batch 16 --resume "$work/linreg.plan"
 "$mpcc" train --help | grep -q "^usage: mpcc train PLAN" || fail "train --help"
+
+# export: the trained weights written into the plan's source model
+mlp=tests/models/mlp
+"$mpcc" "$mlp/model.onnx" -o "$work/mlp_step.plan" --precision fp32 --train \
+  --loss softmax_cross_entropy --label y --optimizer adam --lr 0.01 || fail "compile the mlp step"
+"$mpcc" train "$work/mlp_step.plan" --data "$work/mlp.npz" --epochs 2 --batch 4 \
+  --checkpoint "$work/mlp.ck" > /dev/null || fail "train the mlp"
+"$mpcc" export "$work/mlp_step.plan" -o "$work/initial.onnx" || fail "export without a checkpoint"
+"$mpcc" export "$work/mlp_step.plan" --checkpoint "$work/mlp.ck" -o "$work/trained.onnx" ||
+  fail "export with a checkpoint"
+for m in "$mlp/model.onnx" "$work/initial.onnx" "$work/trained.onnx"; do
+  out="$work/out_$(basename "$m" .onnx)"
+  "$mpcc" "$m" -o "$out.plan" --precision fp32 || fail "compile the export $m"
+  "$mpcc" run "$out.plan" --input x="$mlp/input_x.npy" --output-dir "$out" || fail "run $m"
+done
+cmp -s "$work/out_model/logits.npy" "$work/out_initial/logits.npy" ||
+  fail "the export of the initial weights computes something else than the source"
+! cmp -s "$work/out_model/logits.npy" "$work/out_trained/logits.npy" ||
+  fail "the trained export computes what the source does"
+check_error 1 "linreg.plan: plan has no source model: recompile it with this mpcc" \
+  "$mpcc" export "$work/linreg.plan" -o "$work/x.onnx"
+check_error 1 "is not a training step plan" "$mpcc" export "$work/inference.plan" -o "$work/x.onnx"
+check_error 1 "checkpoint holds 1 tensors, the plan's state has 19" \
+  "$mpcc" export "$work/mlp_step.plan" --checkpoint "$work/ck" -o "$work/x.onnx"
+check_error 2 "-o MODEL.onnx is required" "$mpcc" export "$work/mlp_step.plan"
+[ ! -e "$work/x.onnx" ] || fail "a failed export wrote a file"
+"$mpcc" export --help | grep -q "^usage: mpcc export PLAN" || fail "export --help"
 echo "test_cli_train: ok"
