@@ -8,11 +8,23 @@
 # then times every model of tests/models and bench-models with bench/bench.py
 # (interleaved rounds, medians after warm-up, same thread count both sides).
 # ROUNDS, N and THREADS override the defaults.
+#
+# Then the training section (issue 5): one training step of the digits MLP
+# and CNN (scripts/make_digits.py, into BUILD_DIR/bench-digits), mpcc fp32,
+# bf16 and fp16 against torch f32 and autocast bf16 on the CPU, and mpcc's
+# fp32 loss against torch's after 100 steps, by bench/train_bench.py with
+# Debian's python3 (its docstring has the method). TRAIN_ROUNDS (3) and
+# TRAIN_N (5, timed chunks of 10 steps per round) override its defaults;
+# TRAIN=0 leaves it out.
 set -euo pipefail
 build=${1:-build}
 rounds=${ROUNDS:-5}
 n=${N:-10}
 threads=${THREADS:-$(nproc)}
+train_rounds=${TRAIN_ROUNDS:-3}
+train_n=${TRAIN_N:-5}
+train=${TRAIN:-1}
+digits=$build/bench-digits
 venv=$build/bench-venv
 models=$build/bench-models
 plans=$build/bench-plans
@@ -31,6 +43,16 @@ if ! /usr/bin/python3 -c "import torch" 2>/dev/null; then
   echo "bench: installing python3-torch (apt) to export the benchmark models" >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-torch >&2
 fi
+if [ "$train" != 0 ] && ! /usr/bin/python3 -c "import onnx, sklearn" 2>/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "bench: the training section needs Debian's python3-onnx and python3-sklearn" \
+      "(apt-get install them, or TRAIN=0)" >&2
+    exit 1
+  fi
+  echo "bench: installing python3-onnx and python3-sklearn (apt) for the training section" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    python3-onnx python3-sklearn >&2
+fi
 if [ ! -f "$models/.done" ]; then
   echo "bench: exporting benchmark models into $models" >&2
   /usr/bin/python3 bench/make_bench_models.py "$models"
@@ -45,7 +67,8 @@ flags=$(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2- | tr ' ' '\n' |
 ortv=$("$venv/bin/python" -c "import onnxruntime; print(onnxruntime.__version__)")
 tmp=$(mktemp)
 low=$(mktemp)
-trap 'rm -f "$tmp" "$low"' EXIT
+trn=$(mktemp)
+trap 'rm -f "$tmp" "$low" "$trn"' EXIT
 {
   echo "# mpcc vs ONNX Runtime, CPU"
   echo
@@ -121,5 +144,11 @@ with open(low_md, "a") as f:
           " | ".join(f"{x / o:.2f}" for x in m) + " |", file=f)
 PY
 done
-cat "$tmp" "$low" > "$out"
+if [ "$train" != 0 ]; then
+  echo "bench: training step (digits mlp, cnn)" >&2
+  /usr/bin/python3 scripts/make_digits.py "$digits" >/dev/null
+  /usr/bin/python3 bench/train_bench.py "$build/mpcc" "$digits" "$plans/train" "$threads" \
+    "$train_rounds" "$train_n" "$plans/train.json" > "$trn"
+fi
+cat "$tmp" "$low" "$trn" > "$out"
 cat "$out"
