@@ -36,6 +36,7 @@
 #include "codegen/lower.h"
 #include "passes/autodiff.h"
 #include "passes/autodiff_impl.h"
+#include "passes/passes.h"
 
 /* ---------------------------------------------------------------- builder */
 
@@ -704,22 +705,7 @@ revive(mpcc_ad *a)
 		for (int j = 0; j < g->nodes[i].n_in; j++)
 			if (g->nodes[i].in[j] != MPCC_NONE)
 				needed[g->nodes[i].in[j]] = 1;
-	for (int32_t i = a->n_nodes0 - 1; i >= 0; i--) {
-		mpcc_node *n = &g->nodes[i];
-		bool want = false, folded = true;
-		for (int j = 0; j < n->n_out; j++) {
-			if (n->out[j] == MPCC_NONE)
-				continue;
-			want = want || needed[n->out[j]];
-			folded = folded && (g->values[n->out[j]].flags & MPCC_VALUE_CONST);
-		}
-		if (!want || folded)
-			continue;
-		n->dead = false;
-		for (int j = 0; j < n->n_in; j++)
-			if (n->in[j] != MPCC_NONE)
-				needed[n->in[j]] = 1;
-	}
+	mpcc_revive_producers(g, needed, a->n_nodes0);
 	free(needed);
 	return MPCC_OK;
 }

@@ -52,3 +52,32 @@ mpcc_eliminate_dead(mpcc_graph *g, mpcc_pass_ctx *cx)
 	free(needed);
 	return MPCC_OK;
 }
+
+/*
+ * Makes live again the dead nodes among the first n_nodes that compute a
+ * value marked in needed (one byte per value), and, transitively, their
+ * inputs' producers. A node whose outputs were all folded to constants
+ * stays dead: its values need no producer. Used by the passes that append
+ * nodes reading values an earlier elimination removed (autodiff, the
+ * training step graph). needed is updated in place.
+ */
+void
+mpcc_revive_producers(mpcc_graph *g, char *needed, int32_t n_nodes)
+{
+	for (int32_t i = n_nodes - 1; i >= 0; i--) {
+		mpcc_node *n = &g->nodes[i];
+		bool want = false, folded = true;
+		for (int j = 0; j < n->n_out; j++) {
+			if (n->out[j] == MPCC_NONE)
+				continue;
+			want = want || needed[n->out[j]];
+			folded = folded && (g->values[n->out[j]].flags & MPCC_VALUE_CONST);
+		}
+		if (!want || folded)
+			continue;
+		n->dead = false;
+		for (int j = 0; j < n->n_in; j++)
+			if (n->in[j] != MPCC_NONE)
+				needed[n->in[j]] = 1;
+	}
+}

@@ -53,6 +53,9 @@ mpcc_status mpcc_check_ops(mpcc_graph *g, mpcc_pass_ctx *cx);
 mpcc_status mpcc_infer_and_fold(mpcc_graph *g, mpcc_pass_ctx *cx);
 /* Removes nodes whose outputs nobody needs (constant outputs included). */
 mpcc_status mpcc_eliminate_dead(mpcc_graph *g, mpcc_pass_ctx *cx);
+/* Revives the dead producers (among nodes [0, n_nodes)) of the values
+ * marked in needed, transitively; folded nodes stay dead (passes/dce.c). */
+void mpcc_revive_producers(mpcc_graph *g, char *needed, int32_t n_nodes);
 /* Replaces every Gradient node (ai.onnx.preview.training) by its backward
  * nodes (passes/gradient.c); *expanded says whether there was one, after
  * which shapes are inferred again. Needs inferred shapes. */

@@ -441,22 +441,7 @@ revive(tb *b, int32_t v)
 		return;
 	}
 	needed[v] = 1;
-	for (int32_t i = g->n_nodes - 1; i >= 0; i--) {
-		mpcc_node *n = &g->nodes[i];
-		bool want = false, folded = true;
-		for (int j = 0; j < n->n_out; j++) {
-			if (n->out[j] == MPCC_NONE)
-				continue;
-			want = want || needed[n->out[j]];
-			folded = folded && (g->values[n->out[j]].flags & MPCC_VALUE_CONST);
-		}
-		if (!want || folded)
-			continue;
-		n->dead = false;
-		for (int j = 0; j < n->n_in; j++)
-			if (n->in[j] != MPCC_NONE)
-				needed[n->in[j]] = 1;
-	}
+	mpcc_revive_producers(g, needed, g->n_nodes);
 	free(needed);
 }
 
