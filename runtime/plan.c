@@ -613,14 +613,8 @@ mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag 
 
 /* ---------------------------------------------------------------- reading */
 
-typedef struct reader {
-	const uint8_t *p;
-	size_t size, pos;
-	bool short_read;
-} reader;
-
-static uint32_t
-get_u32(reader *r)
+uint32_t
+mpcc_plan_get_u32(mpcc_plan_reader *r)
 {
 	const uint8_t *b;
 
@@ -634,15 +628,15 @@ get_u32(reader *r)
 	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
 }
 
-static uint64_t
-get_u64(reader *r)
+uint64_t
+mpcc_plan_get_u64(mpcc_plan_reader *r)
 {
-	uint64_t lo = get_u32(r);
-	return lo | (uint64_t)get_u32(r) << 32;
+	uint64_t lo = mpcc_plan_get_u32(r);
+	return lo | (uint64_t)mpcc_plan_get_u32(r) << 32;
 }
 
-static const uint8_t *
-get_bytes(reader *r, size_t n)
+const uint8_t *
+mpcc_plan_get_bytes(mpcc_plan_reader *r, size_t n)
 {
 	const uint8_t *b;
 
@@ -656,11 +650,8 @@ get_bytes(reader *r, size_t n)
 	return b;
 }
 
-static mpcc_status
-bad(mpcc_diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static mpcc_status
-bad(mpcc_diag *d, const char *fmt, ...)
+mpcc_status
+mpcc_plan_damaged(mpcc_diag *d, const char *section, const char *fmt, ...)
 {
 	char msg[400];
 	va_list ap;
@@ -668,87 +659,105 @@ bad(mpcc_diag *d, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (section)
+		return mpcc_diag_error(d, MPCC_ERR_INVALID, "damaged plan: section '%s': %s",
+		                       section, msg);
 	return mpcc_diag_error(d, MPCC_ERR_INVALID, "damaged plan: %s", msg);
 }
 
 static mpcc_status
-read_tensors(mpcc_plan *p, reader *r, size_t weights_size, mpcc_diag *d)
+read_tensors(mpcc_plan *p, mpcc_plan_reader *r, size_t weights_size, mpcc_diag *d)
 {
-	uint32_t n = get_u32(r);
+	uint32_t n = mpcc_plan_get_u32(r);
 
 	if (r->short_read)
-		return bad(d, "section 'TENS': truncated tensor count");
+		return mpcc_plan_damaged(d, NULL, "section 'TENS': truncated tensor count");
 	/* Each tensor takes at least 32 bytes, which bounds n by the section. */
 	if (n > (r->size - r->pos) / 32)
-		return bad(d, "section 'TENS': tensor count %u exceeds the section", n);
+		return mpcc_plan_damaged(d, NULL,
+		                         "section 'TENS': tensor count %u exceeds the section", n);
 	p->tensors = mpcc_arena_alloc(&p->arena, sizeof(mpcc_plan_tensor) * ((size_t)n + 1));
 	if (!p->tensors)
 		return mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory loading the plan");
 	for (uint32_t i = 0; i < n; i++) {
 		mpcc_plan_tensor *t = &p->tensors[i];
-		uint32_t flags = get_u32(r), dtype = get_u32(r), rank = get_u32(r), len = get_u32(r);
+		uint32_t flags = mpcc_plan_get_u32(r), dtype = mpcc_plan_get_u32(r),
+		         rank = mpcc_plan_get_u32(r), len = mpcc_plan_get_u32(r);
 		if (r->short_read)
-			return bad(d, "section 'TENS': tensor %u truncated", i);
+			return mpcc_plan_damaged(d, NULL, "section 'TENS': tensor %u truncated", i);
 		if (flags & ~(uint32_t)(MPCC_TENSOR_INPUT | MPCC_TENSOR_OUTPUT | MPCC_TENSOR_WEIGHT))
-			return bad(d, "section 'TENS': tensor %u: unknown flags 0x%x", i, flags);
+			return mpcc_plan_damaged(
+			    d, NULL, "section 'TENS': tensor %u: unknown flags 0x%x", i, flags);
 		if ((flags & MPCC_TENSOR_INPUT) && (flags & MPCC_TENSOR_WEIGHT))
-			return bad(d, "section 'TENS': tensor %u: an input cannot be a weight", i);
+			return mpcc_plan_damaged(
+			    d, NULL, "section 'TENS': tensor %u: an input cannot be a weight", i);
 		if (dtype == MPCC_DTYPE_UNDEF || dtype >= MPCC_DTYPE_COUNT)
-			return bad(d, "section 'TENS': tensor %u: invalid dtype %u", i, dtype);
+			return mpcc_plan_damaged(
+			    d, NULL, "section 'TENS': tensor %u: invalid dtype %u", i, dtype);
 		if (rank > MPCC_MAX_RANK)
-			return bad(d, "section 'TENS': tensor %u: rank %u exceeds %d", i, rank,
-			           MPCC_MAX_RANK);
+			return mpcc_plan_damaged(d, NULL,
+			                         "section 'TENS': tensor %u: rank %u exceeds %d", i,
+			                         rank, MPCC_MAX_RANK);
 		t->flags = flags;
 		t->t.dtype = (mpcc_dtype)dtype;
 		t->t.rank = (int)rank;
 		for (uint32_t k = 0; k < rank; k++)
-			t->t.dims[k] = (int64_t)get_u64(r);
-		t->offset = get_u64(r);
-		uint64_t nbytes = get_u64(r);
-		const uint8_t *name = get_bytes(r, len);
+			t->t.dims[k] = (int64_t)mpcc_plan_get_u64(r);
+		t->offset = mpcc_plan_get_u64(r);
+		uint64_t nbytes = mpcc_plan_get_u64(r);
+		const uint8_t *name = mpcc_plan_get_bytes(r, len);
 		if (r->short_read)
-			return bad(d, "section 'TENS': tensor %u truncated", i);
+			return mpcc_plan_damaged(d, NULL, "section 'TENS': tensor %u truncated", i);
 		for (uint32_t k = 0; k < rank; k++)
 			if (t->t.dims[k] < 0)
-				return bad(d, "section 'TENS': tensor %u: negative dim %u", i, k);
+				return mpcc_plan_damaged(
+				    d, NULL, "section 'TENS': tensor %u: negative dim %u", i, k);
 		int64_t numel = shape_numel((int)rank, t->t.dims);
 		uint64_t expect;
 		if (numel < 0 || __builtin_mul_overflow((uint64_t)numel,
 		                                        (uint64_t)mpcc_dtype_size(t->t.dtype), &expect))
-			return bad(d, "section 'TENS': tensor %u: shape too large", i);
+			return mpcc_plan_damaged(d, NULL,
+			                         "section 'TENS': tensor %u: shape too large", i);
 		if (nbytes != expect)
-			return bad(d, "section 'TENS': tensor %u: nbytes %llu, shape gives %llu", i,
-			           (unsigned long long)nbytes, (unsigned long long)expect);
+			return mpcc_plan_damaged(
+			    d, NULL, "section 'TENS': tensor %u: nbytes %llu, shape gives %llu", i,
+			    (unsigned long long)nbytes, (unsigned long long)expect);
 		t->t.nbytes = (size_t)nbytes;
 		if (flags & MPCC_TENSOR_WEIGHT) {
 			if (t->offset % WEIGHT_ALIGN || t->offset > weights_size ||
 			    nbytes > weights_size - t->offset)
-				return bad(d, "section 'TENS': tensor %u: weight at %llu+%llu outside the "
-				           "%zu-byte blob", i, (unsigned long long)t->offset,
-				           (unsigned long long)nbytes, weights_size);
+				return mpcc_plan_damaged(
+				    d, NULL,
+				    "section 'TENS': tensor %u: weight at %llu+%llu outside the "
+				    "%zu-byte blob",
+				    i, (unsigned long long)t->offset, (unsigned long long)nbytes,
+				    weights_size);
 		} else if (t->offset != 0) {
-			return bad(d, "section 'TENS': tensor %u: offset set on a non-weight", i);
+			return mpcc_plan_damaged(
+			    d, NULL, "section 'TENS': tensor %u: offset set on a non-weight", i);
 		}
 		char *s = mpcc_arena_alloc(&p->arena, (size_t)len + 1);
 		if (!s)
 			return mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory loading the plan");
 		memcpy(s, name, len);
 		if (strlen(s) != len)
-			return bad(d, "section 'TENS': tensor %u: name holds a NUL byte", i);
+			return mpcc_plan_damaged(
+			    d, NULL, "section 'TENS': tensor %u: name holds a NUL byte", i);
 		t->t.name = s;
 	}
 	p->n_tensors = (int)n;
 	if (r->pos != r->size)
-		return bad(d, "section 'TENS': %zu trailing bytes", r->size - r->pos);
+		return mpcc_plan_damaged(d, NULL, "section 'TENS': %zu trailing bytes",
+		                         r->size - r->pos);
 	return MPCC_OK;
 }
 
 /* One list of tensor indices, each of which must carry flag. Returns
  * INVALID or NOMEM without a message; read_io words it. */
 static mpcc_status
-read_index_list(mpcc_plan *p, reader *r, uint32_t flag, int *out_n, int32_t **out)
+read_index_list(mpcc_plan *p, mpcc_plan_reader *r, uint32_t flag, int *out_n, int32_t **out)
 {
-	uint32_t n = get_u32(r);
+	uint32_t n = mpcc_plan_get_u32(r);
 
 	if (r->short_read || n > (r->size - r->pos) / 4)
 		return MPCC_ERR_INVALID;
@@ -756,7 +765,7 @@ read_index_list(mpcc_plan *p, reader *r, uint32_t flag, int *out_n, int32_t **ou
 	if (!*out)
 		return MPCC_ERR_NOMEM;
 	for (uint32_t i = 0; i < n; i++) {
-		uint32_t t = get_u32(r);
+		uint32_t t = mpcc_plan_get_u32(r);
 		if (t >= (uint32_t)p->n_tensors || !(p->tensors[t].flags & flag))
 			return MPCC_ERR_INVALID;
 		(*out)[i] = (int32_t)t;
@@ -766,21 +775,22 @@ read_index_list(mpcc_plan *p, reader *r, uint32_t flag, int *out_n, int32_t **ou
 }
 
 static mpcc_status
-read_io(mpcc_plan *p, reader *r, mpcc_diag *d)
+read_io(mpcc_plan *p, mpcc_plan_reader *r, mpcc_diag *d)
 {
 	mpcc_status st = read_index_list(p, r, MPCC_TENSOR_INPUT, &p->n_inputs, &p->inputs);
 
 	if (st == MPCC_ERR_NOMEM)
 		return mpcc_diag_error(d, st, "out of memory loading the plan");
 	if (st != MPCC_OK)
-		return bad(d, "section 'IOUT': input list invalid");
+		return mpcc_plan_damaged(d, NULL, "section 'IOUT': input list invalid");
 	st = read_index_list(p, r, MPCC_TENSOR_OUTPUT, &p->n_outputs, &p->outputs);
 	if (st == MPCC_ERR_NOMEM)
 		return mpcc_diag_error(d, st, "out of memory loading the plan");
 	if (st != MPCC_OK)
-		return bad(d, "section 'IOUT': output list invalid");
+		return mpcc_plan_damaged(d, NULL, "section 'IOUT': output list invalid");
 	if (r->pos != r->size)
-		return bad(d, "section 'IOUT': %zu trailing bytes", r->size - r->pos);
+		return mpcc_plan_damaged(d, NULL, "section 'IOUT': %zu trailing bytes",
+		                         r->size - r->pos);
 	/* Every tensor flagged INPUT must be listed, so none goes unbound. */
 	int n_flagged = 0;
 	for (int i = 0; i < p->n_tensors; i++)
@@ -788,10 +798,12 @@ read_io(mpcc_plan *p, reader *r, mpcc_diag *d)
 	for (int i = 0; i < p->n_inputs; i++)
 		for (int j = 0; j < i; j++)
 			if (p->inputs[i] == p->inputs[j])
-				return bad(d, "section 'IOUT': input %d listed twice", i);
+				return mpcc_plan_damaged(
+				    d, NULL, "section 'IOUT': input %d listed twice", i);
 	if (n_flagged != p->n_inputs)
-		return bad(d, "section 'IOUT': %d tensors flagged input, %d listed", n_flagged,
-		           p->n_inputs);
+		return mpcc_plan_damaged(d, NULL,
+		                         "section 'IOUT': %d tensors flagged input, %d listed",
+		                         n_flagged, p->n_inputs);
 	return MPCC_OK;
 }
 
@@ -803,39 +815,48 @@ check_kernel(const mpcc_plan *p, int k, const kir_kernel *kk, mpcc_diag *d)
 		if (buf->kind != KIR_BUF_PARAM)
 			continue;
 		if (buf->value < 0 || buf->value >= p->n_tensors)
-			return bad(d, "section 'KERN': kernel %d buffer %d names tensor %d of %d", k, b,
-			           (int)buf->value, p->n_tensors);
+			return mpcc_plan_damaged(
+			    d, NULL, "section 'KERN': kernel %d buffer %d names tensor %d of %d", k,
+			    b, (int)buf->value, p->n_tensors);
 		const mpcc_plan_tensor *t = &p->tensors[buf->value];
 		if (t->t.dtype != buf->dtype)
-			return bad(d, "section 'KERN': kernel %d buffer %d is %s, tensor '%s' is %s", k,
-			           b, mpcc_dtype_name(buf->dtype), t->t.name, mpcc_dtype_name(t->t.dtype));
+			return mpcc_plan_damaged(
+			    d, NULL, "section 'KERN': kernel %d buffer %d is %s, tensor '%s' is %s",
+			    k, b, mpcc_dtype_name(buf->dtype), t->t.name,
+			    mpcc_dtype_name(t->t.dtype));
 		if (buf->n_elems < 0 ||
 		    (uint64_t)buf->n_elems * mpcc_dtype_size(t->t.dtype) != t->t.nbytes)
-			return bad(d, "section 'KERN': kernel %d buffer %d has %lld elements, tensor '%s' "
-			           "%zu bytes", k, b, (long long)buf->n_elems, t->t.name, t->t.nbytes);
+			return mpcc_plan_damaged(
+			    d, NULL,
+			    "section 'KERN': kernel %d buffer %d has %lld elements, tensor '%s' "
+			    "%zu bytes",
+			    k, b, (long long)buf->n_elems, t->t.name, t->t.nbytes);
 		if (buf->written && (t->flags & (MPCC_TENSOR_WEIGHT | MPCC_TENSOR_INPUT)))
-			return bad(d, "section 'KERN': kernel %d writes %s '%s'", k,
-			           (t->flags & MPCC_TENSOR_WEIGHT) ? "weight" : "input", t->t.name);
+			return mpcc_plan_damaged(
+			    d, NULL, "section 'KERN': kernel %d writes %s '%s'", k,
+			    (t->flags & MPCC_TENSOR_WEIGHT) ? "weight" : "input", t->t.name);
 	}
 	return MPCC_OK;
 }
 
 static mpcc_status
-read_kernels(mpcc_plan *p, reader *r, mpcc_diag *d)
+read_kernels(mpcc_plan *p, mpcc_plan_reader *r, mpcc_diag *d)
 {
-	uint32_t n = get_u32(r);
+	uint32_t n = mpcc_plan_get_u32(r);
 
 	if (r->short_read)
-		return bad(d, "section 'KERN': truncated kernel count");
+		return mpcc_plan_damaged(d, NULL, "section 'KERN': truncated kernel count");
 	if (n > (r->size - r->pos) / 8)
-		return bad(d, "section 'KERN': kernel count %u exceeds the section", n);
+		return mpcc_plan_damaged(d, NULL,
+		                         "section 'KERN': kernel count %u exceeds the section", n);
 	p->kernels = calloc((size_t)n + 1, sizeof(kir_kernel *));
 	if (!p->kernels)
 		return mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory loading the plan");
 	for (uint32_t k = 0; k < n; k++) {
-		uint64_t len = get_u64(r);
+		uint64_t len = mpcc_plan_get_u64(r);
 		if (r->short_read || len > r->size - r->pos)
-			return bad(d, "section 'KERN': kernel %u length out of bounds", k);
+			return mpcc_plan_damaged(
+			    d, NULL, "section 'KERN': kernel %u length out of bounds", k);
 		size_t used = 0;
 		mpcc_diag kd;
 		mpcc_diag_init(&kd);
@@ -843,53 +864,60 @@ read_kernels(mpcc_plan *p, reader *r, mpcc_diag *d)
 		if (st == MPCC_ERR_NOMEM)
 			return mpcc_diag_error(d, st, "out of memory loading the plan");
 		if (st != MPCC_OK)
-			return bad(d, "section 'KERN': kernel %u: %s", k, kd.msg);
+			return mpcc_plan_damaged(d, NULL, "section 'KERN': kernel %u: %s", k,
+			                         kd.msg);
 		p->n_kernels = (int)k + 1;
 		if (used != len)
-			return bad(d, "section 'KERN': kernel %u: %zu of %llu bytes used", k, used,
-			           (unsigned long long)len);
+			return mpcc_plan_damaged(
+			    d, NULL, "section 'KERN': kernel %u: %zu of %llu bytes used", k, used,
+			    (unsigned long long)len);
 		r->pos += (size_t)len;
 		if (check_kernel(p, (int)k, p->kernels[k], d) != MPCC_OK)
 			return d->status;
 	}
 	if (r->pos != r->size)
-		return bad(d, "section 'KERN': %zu trailing bytes", r->size - r->pos);
+		return mpcc_plan_damaged(d, NULL, "section 'KERN': %zu trailing bytes",
+		                         r->size - r->pos);
 	return MPCC_OK;
 }
 
 /* Section KNOD (see write_knodes); optional, but checked when present. */
 static mpcc_status
-read_knodes(mpcc_plan *p, reader *r, mpcc_diag *d)
+read_knodes(mpcc_plan *p, mpcc_plan_reader *r, mpcc_diag *d)
 {
-	uint32_t n = get_u32(r);
+	uint32_t n = mpcc_plan_get_u32(r);
 
 	if (r->short_read || n != (uint32_t)p->n_kernels)
-		return bad(d, "section 'KNOD': kernel count does not match 'KERN'");
+		return mpcc_plan_damaged(d, NULL,
+		                         "section 'KNOD': kernel count does not match 'KERN'");
 	p->kernel_nodes = mpcc_arena_alloc(&p->arena, sizeof(char *) * ((size_t)n + 1));
 	if (!p->kernel_nodes)
 		return mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory loading the plan");
 	for (uint32_t k = 0; k < n; k++) {
-		uint32_t len = get_u32(r);
-		const uint8_t *b = r->short_read ? NULL : get_bytes(r, len);
+		uint32_t len = mpcc_plan_get_u32(r);
+		const uint8_t *b = r->short_read ? NULL : mpcc_plan_get_bytes(r, len);
 		if (!b)
-			return bad(d, "section 'KNOD': kernel %u names out of bounds", k);
+			return mpcc_plan_damaged(
+			    d, NULL, "section 'KNOD': kernel %u names out of bounds", k);
 		char *s = mpcc_arena_alloc(&p->arena, (size_t)len + 1);
 		if (!s)
 			return mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory loading the plan");
 		memcpy(s, b, len);
 		s[len] = 0;
 		if (strlen(s) != len)
-			return bad(d, "section 'KNOD': kernel %u names hold a NUL byte", k);
+			return mpcc_plan_damaged(
+			    d, NULL, "section 'KNOD': kernel %u names hold a NUL byte", k);
 		p->kernel_nodes[k] = s;
 	}
 	if (r->pos != r->size)
-		return bad(d, "section 'KNOD': %zu trailing bytes", r->size - r->pos);
+		return mpcc_plan_damaged(d, NULL, "section 'KNOD': %zu trailing bytes",
+		                         r->size - r->pos);
 	return MPCC_OK;
 }
 
 /* Section PRND (see write_prnd); optional, but checked when present. */
 static mpcc_status
-read_prnd(mpcc_plan *p, reader *r, mpcc_diag *d)
+read_prnd(mpcc_plan *p, mpcc_plan_reader *r, mpcc_diag *d)
 {
 	mpcc_diag rd;
 	mpcc_status st;
@@ -899,7 +927,7 @@ read_prnd(mpcc_plan *p, reader *r, mpcc_diag *d)
 	if (st == MPCC_ERR_NOMEM)
 		return mpcc_diag_error(d, st, "out of memory loading the plan");
 	if (st != MPCC_OK)
-		return bad(d, "section 'PRND': %s", rd.msg);
+		return mpcc_plan_damaged(d, NULL, "section 'PRND': %s", rd.msg);
 	return MPCC_OK;
 }
 
@@ -924,8 +952,8 @@ mpcc_status
 mpcc_plan_deserialize(const void *buf, size_t size, mpcc_plan **out, mpcc_diag *d)
 {
 	const uint8_t *b = buf;
-	reader hr = {b, size, 0, false};
-	reader sec[N_WRITTEN];
+	mpcc_plan_reader hr = {b, size, 0, false};
+	mpcc_plan_reader sec[N_WRITTEN];
 	static const uint32_t tags[N_WRITTEN] = {TAG_WEIGHTS, TAG_TENSORS, TAG_IO, TAG_PRECISION,
 	                                         TAG_KERNELS, TAG_KNODES, TAG_PRND, TAG_TRAN,
 	                                         TAG_ONNX};
@@ -935,58 +963,66 @@ mpcc_plan_deserialize(const void *buf, size_t size, mpcc_plan **out, mpcc_diag *
 
 	*out = NULL;
 	if (size < HEADER_SIZE)
-		return bad(d, "file is %zu bytes, shorter than the %d-byte header", size, HEADER_SIZE);
+		return mpcc_plan_damaged(d, NULL,
+		                         "file is %zu bytes, shorter than the %d-byte header", size,
+		                         HEADER_SIZE);
 	if (memcmp(b, plan_magic, 8) != 0)
 		return mpcc_diag_error(d, MPCC_ERR_INVALID, "not an mpcc plan (bad magic)");
 	hr.pos = 8;
-	uint32_t version = get_u32(&hr);
-	uint32_t n_sec = get_u32(&hr);
-	uint64_t sum = get_u64(&hr);
-	uint64_t fsize = get_u64(&hr);
+	uint32_t version = mpcc_plan_get_u32(&hr);
+	uint32_t n_sec = mpcc_plan_get_u32(&hr);
+	uint64_t sum = mpcc_plan_get_u64(&hr);
+	uint64_t fsize = mpcc_plan_get_u64(&hr);
 	if (version > MPCC_PLAN_VERSION)
 		return mpcc_diag_error(d, MPCC_ERR_INVALID,
 		                       "plan format version %u is newer than this mpcc (%d)", version,
 		                       MPCC_PLAN_VERSION);
 	if (version == 0)
-		return bad(d, "header: version 0");
+		return mpcc_plan_damaged(d, NULL, "header: version 0");
 	for (size_t i = hr.pos; i < HEADER_SIZE; i++)
 		if (b[i] != 0)
-			return bad(d, "header: reserved byte %zu is not zero", i);
+			return mpcc_plan_damaged(d, NULL, "header: reserved byte %zu is not zero",
+			                         i);
 	if (fsize != size)
-		return bad(d, "header: file size %llu recorded, %zu read (truncated?)",
-		           (unsigned long long)fsize, size);
+		return mpcc_plan_damaged(d, NULL,
+		                         "header: file size %llu recorded, %zu read (truncated?)",
+		                         (unsigned long long)fsize, size);
 	if (n_sec == 0 || n_sec > 64 || (size - HEADER_SIZE) / SECTION_ENTRY < n_sec)
-		return bad(d, "header: section count %u out of range", n_sec);
+		return mpcc_plan_damaged(d, NULL, "header: section count %u out of range", n_sec);
 	if (mpcc_fnv1a64(b + HEADER_SIZE, size - HEADER_SIZE) != sum)
-		return bad(d, "checksum mismatch");
+		return mpcc_plan_damaged(d, NULL, "checksum mismatch");
 
 	hr.pos = HEADER_SIZE;
 	for (uint32_t i = 0; i < n_sec; i++) {
-		uint32_t tag = get_u32(&hr), zero = get_u32(&hr);
-		uint64_t off = get_u64(&hr), len = get_u64(&hr);
+		uint32_t tag = mpcc_plan_get_u32(&hr), zero = mpcc_plan_get_u32(&hr);
+		uint64_t off = mpcc_plan_get_u64(&hr), len = mpcc_plan_get_u64(&hr);
 		int slot = -1;
 		for (int k = 0; k < N_WRITTEN; k++)
 			if (tags[k] == tag)
 				slot = k;
 		if (zero != 0)
-			return bad(d, "section table entry %u: reserved field not zero", i);
+			return mpcc_plan_damaged(
+			    d, NULL, "section table entry %u: reserved field not zero", i);
 		if (off < HEADER_SIZE + (uint64_t)n_sec * SECTION_ENTRY || off > size ||
 		    len > size - off)
-			return bad(d, "section '%s': bounds %llu+%llu outside the %zu-byte file",
-			           tag_name(tag, tn), (unsigned long long)off, (unsigned long long)len,
-			           size);
+			return mpcc_plan_damaged(
+			    d, NULL, "section '%s': bounds %llu+%llu outside the %zu-byte file",
+			    tag_name(tag, tn), (unsigned long long)off, (unsigned long long)len,
+			    size);
 		if (slot < 0)
 			continue; /* unknown sections are skipped (documented) */
 		if (found[slot])
-			return bad(d, "section '%s' appears twice", tag_name(tag, tn));
+			return mpcc_plan_damaged(d, NULL, "section '%s' appears twice",
+			                         tag_name(tag, tn));
 		found[slot] = true;
-		sec[slot] = (reader){b + off, (size_t)len, 0, false};
+		sec[slot] = (mpcc_plan_reader){b + off, (size_t)len, 0, false};
 	}
 	for (int k = 0; k < N_SECTIONS; k++)
 		if (!found[k])
-			return bad(d, "section '%s' missing", tag_name(tags[k], tn));
+			return mpcc_plan_damaged(d, NULL, "section '%s' missing",
+			                         tag_name(tags[k], tn));
 	if ((uintptr_t)(sec[0].p - b) % WEIGHT_ALIGN)
-		return bad(d, "section 'WGHT': offset not 64-byte aligned");
+		return mpcc_plan_damaged(d, NULL, "section 'WGHT': offset not 64-byte aligned");
 
 	p = plan_alloc();
 	if (!p)
@@ -1002,9 +1038,9 @@ mpcc_plan_deserialize(const void *buf, size_t size, mpcc_plan **out, mpcc_diag *
 	if (read_tensors(p, &sec[1], p->weights_size, d) != MPCC_OK ||
 	    read_io(p, &sec[2], d) != MPCC_OK)
 		goto fail;
-	uint32_t prec = get_u32(&sec[3]);
+	uint32_t prec = mpcc_plan_get_u32(&sec[3]);
 	if (sec[3].short_read || sec[3].pos != sec[3].size || prec > MPCC_PRECISION_AUTO) {
-		bad(d, "section 'PREC': invalid precision");
+		mpcc_plan_damaged(d, NULL, "section 'PREC': invalid precision");
 		goto fail;
 	}
 	p->precision = (mpcc_precision)prec;

@@ -99,6 +99,23 @@ struct mpcc_plan {
 /* Builds a plan from a lowered graph; takes the kernels out of lx. */
 mpcc_status mpcc_plan_build(const mpcc_graph *g, mpcc_lower *lx, mpcc_precision precision,
                             mpcc_plan **out, mpcc_diag *d);
+/* A bounds-checked little-endian cursor over a plan's bytes, shared by the
+ * readers of its sections (plan.c, plan_train.c, plan_source.c). Reading
+ * past the end returns 0 / NULL, sets short_read and stays at the end. */
+typedef struct mpcc_plan_reader {
+	const uint8_t *p;
+	size_t size, pos;
+	bool short_read;
+} mpcc_plan_reader;
+
+uint32_t mpcc_plan_get_u32(mpcc_plan_reader *r);
+uint64_t mpcc_plan_get_u64(mpcc_plan_reader *r);
+const uint8_t *mpcc_plan_get_bytes(mpcc_plan_reader *r, size_t n);
+/* MPCC_ERR_INVALID with "damaged plan: section 'SECTION': <message>"
+ * (section NULL: "damaged plan: <message>"). */
+mpcc_status mpcc_plan_damaged(mpcc_diag *d, const char *section, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 mpcc_status mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag *d);
 mpcc_status mpcc_plan_deserialize(const void *buf, size_t size, mpcc_plan **out, mpcc_diag *d);
 void mpcc_plan_free(mpcc_plan *p);

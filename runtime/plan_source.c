@@ -101,21 +101,6 @@ mpcc_plan_source_write(kir_writer *w, const mpcc_plan *p)
 
 /* ---------------------------------------------------------------- reading */
 
-static mpcc_status
-bad(mpcc_diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static mpcc_status
-bad(mpcc_diag *d, const char *fmt, ...)
-{
-	char msg[400];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return mpcc_diag_error(d, MPCC_ERR_INVALID, "damaged plan: section 'ONNX': %s", msg);
-}
-
 static uint32_t
 le32(const uint8_t *b)
 {
@@ -228,16 +213,19 @@ mpcc_plan_source_read(mpcc_plan *p, const uint8_t *b, size_t size, mpcc_diag *d)
 	char msg[200];
 
 	if (size < 8)
-		return bad(d, "truncated header");
+		return mpcc_plan_damaged(d, "ONNX", "truncated header");
 	uint32_t version = le32(b), n = le32(b + 4);
 	if (version == 0 || version > ONNX_VERSION)
-		return bad(d, "layout version %u, this mpcc reads %d", version, ONNX_VERSION);
+		return mpcc_plan_damaged(d, "ONNX", "layout version %u, this mpcc reads %d",
+		                         version, ONNX_VERSION);
 	if (!t)
-		return bad(d, "the plan has no section 'TRAN' its weights refer to");
+		return mpcc_plan_damaged(d, "ONNX",
+		                         "the plan has no section 'TRAN' its weights refer to");
 	if (n > (uint32_t)t->n_state)
-		return bad(d, "%u trained weights, the plan has %d states", n, t->n_state);
+		return mpcc_plan_damaged(d, "ONNX", "%u trained weights, the plan has %d states", n,
+		                         t->n_state);
 	if ((size - pos) / 4 < n)
-		return bad(d, "weight list runs past the section");
+		return mpcc_plan_damaged(d, "ONNX", "weight list runs past the section");
 	s = mpcc_arena_alloc(&p->arena, sizeof(*s));
 	if (s)
 		s->weights = mpcc_arena_alloc(&p->arena, sizeof(int32_t) * ((size_t)n + 1));
@@ -246,28 +234,31 @@ mpcc_plan_source_read(mpcc_plan *p, const uint8_t *b, size_t size, mpcc_diag *d)
 	for (uint32_t i = 0; i < n; i++, pos += 4) {
 		uint32_t k = le32(b + pos);
 		if (k >= (uint32_t)t->n_state)
-			return bad(d, "weight %u: state %u, the plan has %d", i, k, t->n_state);
+			return mpcc_plan_damaged(d, "ONNX", "weight %u: state %u, the plan has %d",
+			                         i, k, t->n_state);
 		if (i > 0 && k <= (uint32_t)s->weights[i - 1])
-			return bad(d, "weight %u: state %u does not follow state %d", i, k,
-			           (int)s->weights[i - 1]);
+			return mpcc_plan_damaged(d, "ONNX",
+			                         "weight %u: state %u does not follow state %d", i,
+			                         k, (int)s->weights[i - 1]);
 		const mpcc_tensor *w = &p->tensors[p->inputs[t->state[k].in]].t;
 		if (!is_exportable(w->dtype))
-			return bad(d, "weight %u: state '%s' is %s, not f32, f16 or bf16", i, w->name,
-			           mpcc_dtype_name(w->dtype));
+			return mpcc_plan_damaged(
+			    d, "ONNX", "weight %u: state '%s' is %s, not f32, f16 or bf16", i,
+			    w->name, mpcc_dtype_name(w->dtype));
 		s->weights[i] = (int32_t)k;
 	}
 	s->n_weights = (int)n;
 	if (size - pos < 8)
-		return bad(d, "truncated model size");
+		return mpcc_plan_damaged(d, "ONNX", "truncated model size");
 	uint64_t len = le32(b + pos) | (uint64_t)le32(b + pos + 4) << 32;
 	pos += 8;
 	if (len == 0 || len > size - pos)
-		return bad(d, "model of %llu bytes, the section holds %zu", (unsigned long long)len,
-		           size - pos);
+		return mpcc_plan_damaged(d, "ONNX", "model of %llu bytes, the section holds %zu",
+		                         (unsigned long long)len, size - pos);
 	if (len < size - pos)
-		return bad(d, "%zu trailing bytes", size - pos - (size_t)len);
+		return mpcc_plan_damaged(d, "ONNX", "%zu trailing bytes", size - pos - (size_t)len);
 	if (!scan_model(b + pos, (size_t)len, msg, sizeof(msg)))
-		return bad(d, "%s", msg);
+		return mpcc_plan_damaged(d, "ONNX", "%s", msg);
 	s->model = malloc((size_t)len);
 	if (!s->model)
 		return mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory for the %llu-byte model",

@@ -165,69 +165,20 @@ mpcc_plan_train_write(kir_writer *w, const mpcc_plan *p)
 
 /* ---------------------------------------------------------------- reading */
 
-typedef struct cursor {
-	const uint8_t *b;
-	size_t size, pos;
-	bool short_read;
-} cursor;
-
-static uint32_t
-get_u32(cursor *c)
-{
-	const uint8_t *b = c->b + c->pos;
-
-	if (c->size - c->pos < 4) {
-		c->short_read = true;
-		c->pos = c->size;
-		return 0;
-	}
-	c->pos += 4;
-	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-
-static const uint8_t *
-get_bytes(cursor *c, uint64_t n)
-{
-	const uint8_t *b = c->b + c->pos;
-
-	if (c->short_read || n > c->size - c->pos) {
-		c->short_read = true;
-		c->pos = c->size;
-		return NULL;
-	}
-	c->pos += (size_t)n;
-	return b;
-}
-
-static mpcc_status
-bad(mpcc_diag *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static mpcc_status
-bad(mpcc_diag *d, const char *fmt, ...)
-{
-	char msg[400];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	return mpcc_diag_error(d, MPCC_ERR_INVALID, "damaged plan: section 'TRAN': %s", msg);
-}
-
 /* A role's position: NO_INDEX (allowed unless required) or below n. */
 static mpcc_status
-read_role(cursor *c, const char *role, int n, bool required, int32_t *out, mpcc_diag *d)
+read_role(mpcc_plan_reader *c, const char *role, int n, bool required, int32_t *out, mpcc_diag *d)
 {
-	uint32_t v = get_u32(c);
+	uint32_t v = mpcc_plan_get_u32(c);
 
 	if (c->short_read)
-		return bad(d, "truncated before the %s", role);
+		return mpcc_plan_damaged(d, "TRAN", "truncated before the %s", role);
 	if (v == NO_INDEX && !required) {
 		*out = -1;
 		return MPCC_OK;
 	}
 	if (v >= (uint32_t)n)
-		return bad(d, "%s: position %u, the plan has %d", role, v, n);
+		return mpcc_plan_damaged(d, "TRAN", "%s: position %u, the plan has %d", role, v, n);
 	*out = (int32_t)v;
 	return MPCC_OK;
 }
@@ -253,49 +204,55 @@ check_role_tensor(const mpcc_plan *p, const char *role, int32_t pos, bool input,
 		return MPCC_OK;
 	t = &p->tensors[input ? p->inputs[pos] : p->outputs[pos]].t;
 	if (is_bool ? t->dtype != MPCC_DTYPE_BOOL : !mpcc_dtype_is_float(t->dtype))
-		return bad(d, "%s '%s' is %s, not %s", role, t->name, mpcc_dtype_name(t->dtype),
-		           is_bool ? "bool" : "a float");
+		return mpcc_plan_damaged(d, "TRAN", "%s '%s' is %s, not %s", role, t->name,
+		                         mpcc_dtype_name(t->dtype), is_bool ? "bool" : "a float");
 	if (scalar && numel(t) != 1)
-		return bad(d, "%s '%s' has %lld elements, one expected", role, t->name,
-		           (long long)numel(t));
+		return mpcc_plan_damaged(d, "TRAN", "%s '%s' has %lld elements, one expected", role,
+		                         t->name, (long long)numel(t));
 	return MPCC_OK;
 }
 
 static mpcc_status
-read_state(mpcc_plan *p, cursor *c, mpcc_plan_train *t, uint32_t i, mpcc_diag *d)
+read_state(mpcc_plan *p, mpcc_plan_reader *c, mpcc_plan_train *t, uint32_t i, mpcc_diag *d)
 {
 	mpcc_plan_state *s = &t->state[i];
-	uint32_t in = get_u32(c), out = get_u32(c);
-	uint64_t lo = get_u32(c), n = lo | (uint64_t)get_u32(c) << 32;
+	uint32_t in = mpcc_plan_get_u32(c), out = mpcc_plan_get_u32(c);
+	uint64_t lo = mpcc_plan_get_u32(c), n = lo | (uint64_t)mpcc_plan_get_u32(c) << 32;
 
 	if (c->short_read)
-		return bad(d, "state %u truncated", i);
+		return mpcc_plan_damaged(d, "TRAN", "state %u truncated", i);
 	if (in >= (uint32_t)p->n_inputs)
-		return bad(d, "state %u: input position %u, the plan has %d", i, in, p->n_inputs);
+		return mpcc_plan_damaged(d, "TRAN", "state %u: input position %u, the plan has %d",
+		                         i, in, p->n_inputs);
 	if (out >= (uint32_t)p->n_outputs)
-		return bad(d, "state %u: output position %u, the plan has %d", i, out, p->n_outputs);
+		return mpcc_plan_damaged(d, "TRAN", "state %u: output position %u, the plan has %d",
+		                         i, out, p->n_outputs);
 	s->in = (int32_t)in;
 	s->out = (int32_t)out;
 	const mpcc_tensor *ti = &p->tensors[p->inputs[in]].t, *to = &p->tensors[p->outputs[out]].t;
 	if (s->in == t->label || s->in == t->apply)
-		return bad(d, "state %u ('%s') is also the %s", i, ti->name,
-		           s->in == t->label ? "label" : "apply input");
+		return mpcc_plan_damaged(d, "TRAN", "state %u ('%s') is also the %s", i, ti->name,
+		                         s->in == t->label ? "label" : "apply input");
 	/* distinct output tensors, not just positions: the trainer gives each
 	 * its own buffer, and IOUT may list one tensor twice */
 	for (uint32_t k = 0; k < i; k++)
 		if (t->state[k].in == s->in || p->outputs[t->state[k].out] == p->outputs[s->out])
-			return bad(d, "state %u ('%s') shares its %s with state %u", i, ti->name,
-			           t->state[k].in == s->in ? "input" : "output", k);
+			return mpcc_plan_damaged(
+			    d, "TRAN", "state %u ('%s') shares its %s with state %u", i, ti->name,
+			    t->state[k].in == s->in ? "input" : "output", k);
 	if (ti->dtype != to->dtype || ti->rank != to->rank ||
 	    memcmp(ti->dims, to->dims, sizeof(int64_t) * (size_t)ti->rank) != 0)
-		return bad(d, "state %u: '%s' and its next value '%s' differ in dtype or shape", i,
-		           ti->name, to->name);
+		return mpcc_plan_damaged(
+		    d, "TRAN", "state %u: '%s' and its next value '%s' differ in dtype or shape", i,
+		    ti->name, to->name);
 	if (n != ti->nbytes)
-		return bad(d, "state %u ('%s'): initial value of %llu bytes, the tensor has %zu", i,
-		           ti->name, (unsigned long long)n, ti->nbytes);
-	const uint8_t *b = get_bytes(c, n);
+		return mpcc_plan_damaged(
+		    d, "TRAN", "state %u ('%s'): initial value of %llu bytes, the tensor has %zu",
+		    i, ti->name, (unsigned long long)n, ti->nbytes);
+	const uint8_t *b = mpcc_plan_get_bytes(c, n);
 	if (!b)
-		return bad(d, "state %u ('%s'): initial value runs past the section", i, ti->name);
+		return mpcc_plan_damaged(
+		    d, "TRAN", "state %u ('%s'): initial value runs past the section", i, ti->name);
 	uint8_t *copy = mpcc_arena_alloc(&p->arena, n ? (size_t)n : 1);
 	if (!copy)
 		return mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory loading the plan");
@@ -312,22 +269,24 @@ read_state(mpcc_plan *p, cursor *c, mpcc_plan_train *t, uint32_t i, mpcc_diag *d
 mpcc_status
 mpcc_plan_train_read(mpcc_plan *p, const uint8_t *b, size_t size, mpcc_diag *d)
 {
-	cursor c = {b, size, 0, false};
+	mpcc_plan_reader c = {b, size, 0, false};
 	mpcc_plan_train *t;
 	mpcc_status st;
 
-	uint32_t version = get_u32(&c);
+	uint32_t version = mpcc_plan_get_u32(&c);
 	if (c.short_read)
-		return bad(d, "truncated layout version");
+		return mpcc_plan_damaged(d, "TRAN", "truncated layout version");
 	if (version == 0 || version > TRAN_VERSION)
-		return bad(d, "layout version %u, this mpcc reads %d", version, TRAN_VERSION);
-	uint32_t len = get_u32(&c);
-	const uint8_t *recipe = c.short_read ? NULL : get_bytes(&c, len);
+		return mpcc_plan_damaged(d, "TRAN", "layout version %u, this mpcc reads %d",
+		                         version, TRAN_VERSION);
+	uint32_t len = mpcc_plan_get_u32(&c);
+	const uint8_t *recipe = c.short_read ? NULL : mpcc_plan_get_bytes(&c, len);
 	if (!recipe)
-		return bad(d, "recipe runs past the section");
+		return mpcc_plan_damaged(d, "TRAN", "recipe runs past the section");
 	for (uint32_t i = 0; i < len; i++)
 		if (recipe[i] == 0 || recipe[i] == '\n')
-			return bad(d, "recipe holds a %s", recipe[i] ? "line break" : "NUL byte");
+			return mpcc_plan_damaged(d, "TRAN", "recipe holds a %s",
+			                         recipe[i] ? "line break" : "NUL byte");
 	t = mpcc_arena_alloc(&p->arena, sizeof(*t));
 	char *r = mpcc_arena_alloc(&p->arena, (size_t)len + 1);
 	if (!t || !r)
@@ -348,12 +307,12 @@ mpcc_plan_train_read(mpcc_plan *p, const uint8_t *b, size_t size, mpcc_diag *d)
 	    (st = check_role_tensor(p, "apply input", t->apply, true, true, true, d)))
 		return st;
 	if (t->label >= 0 && t->label == t->apply)
-		return bad(d, "the label is the apply input");
-	uint32_t n = get_u32(&c);
+		return mpcc_plan_damaged(d, "TRAN", "the label is the apply input");
+	uint32_t n = mpcc_plan_get_u32(&c);
 	if (c.short_read)
-		return bad(d, "truncated state count");
+		return mpcc_plan_damaged(d, "TRAN", "truncated state count");
 	if (n > (c.size - c.pos) / 16)
-		return bad(d, "state count %u exceeds the section", n);
+		return mpcc_plan_damaged(d, "TRAN", "state count %u exceeds the section", n);
 	t->state = mpcc_arena_alloc(&p->arena, sizeof(*t->state) * ((size_t)n + 1));
 	if (!t->state)
 		return mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory loading the plan");
@@ -362,7 +321,7 @@ mpcc_plan_train_read(mpcc_plan *p, const uint8_t *b, size_t size, mpcc_diag *d)
 			return st;
 	t->n_state = (int)n;
 	if (c.pos != c.size)
-		return bad(d, "%zu trailing bytes", c.size - c.pos);
+		return mpcc_plan_damaged(d, "TRAN", "%zu trailing bytes", c.size - c.pos);
 	p->train = t;
 	return MPCC_OK;
 }
