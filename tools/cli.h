@@ -4,8 +4,8 @@
  *
  * Every message a user sees is one line "mpcc: <message>" on stderr, with
  * exit status 1 for failures and 2 for usage errors, which add "(see mpcc
- * VERB --help)". The v-functions print it; each file wraps them in its own
- * printf-style helpers.
+ * VERB --help)". mpcc_cli_fail and mpcc_cli_vusage print it; each file
+ * wraps the latter with the usage texts of its own verbs.
  */
 #ifndef MPCC_CLI_H
 #define MPCC_CLI_H
@@ -14,7 +14,7 @@
 #include <stdbool.h>
 
 /* "mpcc: MESSAGE" on stderr; returns 1. */
-int mpcc_cli_vfail(const char *fmt, va_list ap);
+int mpcc_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "mpcc: MESSAGE (see mpcc VERB--help)" on stderr, verb "" or "run " etc.;
  * returns 2. */
 int mpcc_cli_vusage(const char *verb, const char *fmt, va_list ap);

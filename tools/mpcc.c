@@ -121,10 +121,14 @@ static const char usage_top[] =
 	"\n";
 
 int
-mpcc_cli_vfail(const char *fmt, va_list ap)
+mpcc_cli_fail(const char *fmt, ...)
 {
+	va_list ap;
+
 	fputs("mpcc: ", stderr);
+	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 	fputc('\n', stderr);
 	return 1;
 }
@@ -150,20 +154,6 @@ mpcc_cli_now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int
-fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int
-fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	int rc = mpcc_cli_vfail(fmt, ap);
-	va_end(ap);
-	return rc;
 }
 
 static int
@@ -237,14 +227,14 @@ write_text(const char *path, const char *text)
 	size_t n = strlen(text);
 
 	if (!f)
-		return fail("cannot write '%s': %s", path, strerror(errno));
+		return mpcc_cli_fail("cannot write '%s': %s", path, strerror(errno));
 	bool ok = fwrite(text, 1, n, f) == n;
 	if (path)
 		ok = (fclose(f) == 0) && ok;
 	else
 		ok = (fflush(f) == 0) && ok;
 	if (!ok)
-		return fail("cannot write '%s'", path ? path : "(stdout)");
+		return mpcc_cli_fail("cannot write '%s'", path ? path : "(stdout)");
 	return 0;
 }
 
@@ -253,7 +243,7 @@ dump_one(mpcc_context *cx, const mpcc_plan *plan, mpcc_dump_format fmt, const ch
 {
 	char *text;
 	if (mpcc_plan_precision_dump(cx, plan, fmt, &text) != MPCC_OK)
-		return fail("%s", mpcc_context_last_error(cx));
+		return mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 	int rc = write_text(path, text);
 	mpcc_free(text);
 	return rc;
@@ -273,7 +263,7 @@ write_precision_dumps(mpcc_context *cx, const char *plan_path, const precision_d
 	if (!pd->text && !pd->json_path && !pd->html_path)
 		return 0;
 	if (mpcc_plan_load(cx, plan_path, &plan) != MPCC_OK)
-		return fail("%s", mpcc_context_last_error(cx));
+		return mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 	if (pd->text)
 		rc |= dump_one(cx, plan, MPCC_DUMP_TEXT, pd->text_path);
 	if (pd->json_path)
@@ -486,7 +476,7 @@ cmd_compile(int argc, char **argv)
 			mpcc_diag_init(&d);
 			mpcc_tensor *t = &frozen[opts.n_frozen];
 			if (mpcc_npy_read_file(eq + 1, t, &d) != MPCC_OK)
-				return fail("--freeze %s: %s", arg, d.msg);
+				return mpcc_cli_fail("--freeze %s: %s", arg, d.msg);
 			t->name = arg;
 			opts.n_frozen++;
 		} else if ((strcmp(a, "--keep-fp32") == 0 || strcmp(a, "--force-low") == 0) &&
@@ -505,7 +495,7 @@ cmd_compile(int argc, char **argv)
 			mpcc_diag_init(&d);
 			mpcc_tensor *t = &calib[opts.n_calib];
 			if (mpcc_npy_read_file(eq + 1, t, &d) != MPCC_OK)
-				return fail("--calib %s: %s", arg, d.msg);
+				return mpcc_cli_fail("--calib %s: %s", arg, d.msg);
 			t->name = arg;
 			opts.n_calib++;
 		} else if (strcmp(a, "--tolerance") == 0 && i + 1 < argc) {
@@ -575,14 +565,14 @@ cmd_compile(int argc, char **argv)
 		}
 		mpcc_graph_destroy(g);
 		if (st != MPCC_OK)
-			return fail("%s", d.msg);
+			return mpcc_cli_fail("%s", d.msg);
 	}
 
 	mpcc_context *cx;
 	if (mpcc_context_create(&cx) != MPCC_OK)
-		rc = fail("out of memory");
+		rc = mpcc_cli_fail("out of memory");
 	else if (mpcc_compile_file(cx, model, &opts, plan_path) != MPCC_OK)
-		rc = fail("%s", mpcc_context_last_error(cx));
+		rc = mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 	else
 		rc = write_precision_dumps(cx, plan_path, &dumps);
 	mpcc_context_destroy(cx);
@@ -621,17 +611,17 @@ bench(mpcc_session *s, mpcc_context *cx, long n)
 	double *t = malloc(sizeof(double) * (size_t)n);
 
 	if (!t)
-		return fail("out of memory");
+		return mpcc_cli_fail("out of memory");
 	for (int i = 0; i < 3; i++)
 		if (mpcc_session_run(s) != MPCC_OK) {
 			free(t);
-			return fail("%s", mpcc_context_last_error(cx));
+			return mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 		}
 	for (long i = 0; i < n; i++) {
 		double t0 = mpcc_cli_now_ms();
 		if (mpcc_session_run(s) != MPCC_OK) {
 			free(t);
-			return fail("%s", mpcc_context_last_error(cx));
+			return mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 		}
 		t[i] = mpcc_cli_now_ms() - t0;
 	}
@@ -700,36 +690,36 @@ cmd_run(int argc, char **argv)
 	mpcc_session *s = NULL;
 	int n_read = 0;
 	if (mpcc_context_create(&cx) != MPCC_OK)
-		return fail("out of memory");
+		return mpcc_cli_fail("out of memory");
 	if (mpcc_plan_load(cx, plan_path, &plan) != MPCC_OK) {
-		rc = fail("%s", mpcc_context_last_error(cx));
+		rc = mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 		goto done;
 	}
 	for (; n_read < n_in; n_read++) {
 		mpcc_diag d;
 		mpcc_diag_init(&d);
 		if (mpcc_npy_read_file(in_files[n_read], &in_t[n_read], &d) != MPCC_OK) {
-			rc = fail("input '%s': %s", in_names[n_read], d.msg);
+			rc = mpcc_cli_fail("input '%s': %s", in_names[n_read], d.msg);
 			goto done;
 		}
 	}
 	if (mpcc_session_create(cx, plan, backend, &s) != MPCC_OK) {
-		rc = fail("%s", mpcc_context_last_error(cx));
+		rc = mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 		goto done;
 	}
 	for (int i = 0; i < n_in; i++) {
 		if (mpcc_session_set_input(s, in_names[i], in_t[i].dtype, in_t[i].rank, in_t[i].dims,
 		                           in_t[i].data, in_t[i].nbytes) != MPCC_OK) {
-			rc = fail("%s", mpcc_context_last_error(cx));
+			rc = mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 			goto done;
 		}
 	}
 	if (mpcc_session_run(s) != MPCC_OK) {
-		rc = fail("%s", mpcc_context_last_error(cx));
+		rc = mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 		goto done;
 	}
 	if (mkdir(out_dir, 0777) != 0 && errno != EEXIST) {
-		rc = fail("cannot create '%s': %s", out_dir, strerror(errno));
+		rc = mpcc_cli_fail("cannot create '%s': %s", out_dir, strerror(errno));
 		goto done;
 	}
 	for (int i = 0; i < mpcc_plan_n_outputs(plan); i++) {
@@ -738,13 +728,13 @@ cmd_run(int argc, char **argv)
 		char name[256], path[4096];
 		mpcc_diag_init(&d);
 		if (mpcc_session_output(s, i, &t) != MPCC_OK) {
-			rc = fail("%s", mpcc_context_last_error(cx));
+			rc = mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 			goto done;
 		}
 		safe_name(name, sizeof(name), t.name);
 		snprintf(path, sizeof(path), "%s/%s.npy", out_dir, name);
 		if (mpcc_npy_write_file(path, &t, &d) != MPCC_OK) {
-			rc = fail("output '%s': %s", t.name, d.msg);
+			rc = mpcc_cli_fail("output '%s': %s", t.name, d.msg);
 			goto done;
 		}
 	}
@@ -860,9 +850,9 @@ cmd_inspect(int argc, char **argv)
 	mpcc_context *cx;
 	mpcc_plan *p;
 	if (mpcc_context_create(&cx) != MPCC_OK)
-		return fail("out of memory");
+		return mpcc_cli_fail("out of memory");
 	if (mpcc_plan_load(cx, plan_path, &p) != MPCC_OK) {
-		int rc = fail("%s", mpcc_context_last_error(cx));
+		int rc = mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 		mpcc_context_destroy(cx);
 		return rc;
 	}
@@ -891,7 +881,7 @@ cmd_inspect(int argc, char **argv)
 		if (mpcc_memplan_build(p, &mp) != MPCC_OK) {
 			mpcc_plan_destroy(p);
 			mpcc_context_destroy(cx);
-			return fail("cannot plan the plan's memory");
+			return mpcc_cli_fail("cannot plan the plan's memory");
 		}
 		size_t out_bytes = 0;
 		for (int i = 0; i < p->n_outputs; i++)
@@ -917,7 +907,7 @@ cmd_inspect(int argc, char **argv)
 		else if (st == MPCC_ERR_UNSUPPORTED)
 			printf("precision: %s\n", mpcc_context_last_error(cx));
 		else
-			rc = fail("%s", mpcc_context_last_error(cx));
+			rc = mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 		mpcc_free(text);
 	}
 	mpcc_plan_destroy(p);
@@ -952,10 +942,10 @@ cmd_explain(int argc, char **argv)
 	char *text = NULL;
 	int rc = 0;
 	if (mpcc_context_create(&cx) != MPCC_OK)
-		return fail("out of memory");
+		return mpcc_cli_fail("out of memory");
 	if (mpcc_plan_load(cx, plan_path, &p) != MPCC_OK ||
 	    mpcc_plan_explain(cx, p, node, &text) != MPCC_OK)
-		rc = fail("%s", mpcc_context_last_error(cx));
+		rc = mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 	else
 		rc = write_text(NULL, text);
 	mpcc_free(text);

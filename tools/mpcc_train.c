@@ -58,20 +58,6 @@ const char *const mpcc_cli_usage_train = usage_train;
 const char *const mpcc_cli_usage_export = usage_export;
 
 static int
-fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static int
-fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	int rc = mpcc_cli_vfail(fmt, ap);
-	va_end(ap);
-	return rc;
-}
-
-static int
 usage_error(const char *usage, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static int
@@ -228,13 +214,13 @@ data_load(train_data *td, const char *path, mpcc_trainer *tr, int64_t batch)
 	td->label = -1;
 	mpcc_diag_init(&d);
 	if (mpcc_npz_read_file(path, &td->z, &d) != MPCC_OK)
-		return fail("%s", d.msg);
+		return mpcc_cli_fail("%s", d.msg);
 	td->n = mpcc_trainer_n_inputs(tr);
 	td->src = calloc((size_t)td->n + 1, sizeof(*td->src));
 	td->sample_bytes = calloc((size_t)td->n + 1, sizeof(size_t));
 	td->batch = calloc((size_t)td->n + 1, sizeof(mpcc_tensor));
 	if (!td->src || !td->sample_bytes || !td->batch)
-		return fail("out of memory");
+		return mpcc_cli_fail("out of memory");
 	for (int i = 0; i < td->n; i++) {
 		const mpcc_tensor *want = mpcc_trainer_input(tr, i);
 		const mpcc_tensor *a = mpcc_npz_find(&td->z, want->name);
@@ -247,7 +233,7 @@ data_load(train_data *td, const char *path, mpcc_trainer *tr, int64_t batch)
 			for (int k = 0; k < td->z.n && used < sizeof(list); k++)
 				used += (size_t)snprintf(list + used, sizeof(list) - used, "%s'%s'",
 				                         k ? ", " : "", td->z.t[k].name);
-			return fail("%s: no array '%s' (the plan's %s; the file holds %s)", path,
+			return mpcc_cli_fail("%s: no array '%s' (the plan's %s; the file holds %s)", path,
 			            want->name, is_label ? "label" : "data input",
 			            td->z.n ? list : "no arrays");
 		}
@@ -267,11 +253,11 @@ data_load(train_data *td, const char *path, mpcc_trainer *tr, int64_t batch)
 				                      (long long)a->dims[k]);
 			if (u < sizeof(gb))
 				snprintf(gb + u, sizeof(gb) - u, "]");
-			return fail("%s: array '%s' is %s, the plan wants %s (N samples)", path,
+			return mpcc_cli_fail("%s: array '%s' is %s, the plan wants %s (N samples)", path,
 			            want->name, gb, want->rank >= 1 ? wb : "a scalar, which has no batch");
 		}
 		if (i > 0 && (size_t)a->dims[0] != td->n_samples)
-			return fail("%s: array '%s' has %lld samples, '%s' %zu", path, want->name,
+			return mpcc_cli_fail("%s: array '%s' has %lld samples, '%s' %zu", path, want->name,
 			            (long long)a->dims[0], td->batch[0].name, td->n_samples);
 		td->n_samples = (size_t)a->dims[0];
 		td->src[i] = a;
@@ -279,11 +265,11 @@ data_load(train_data *td, const char *path, mpcc_trainer *tr, int64_t batch)
 		td->batch[i] = *want;
 		td->batch[i].data = malloc(want->nbytes ? want->nbytes : 1);
 		if (!td->batch[i].data)
-			return fail("out of memory");
+			return mpcc_cli_fail("out of memory");
 	}
 	td->n_batches = td->n_samples / (size_t)batch;
 	if (td->n_batches == 0)
-		return fail("%s: %zu samples, fewer than one batch of %lld", path, td->n_samples,
+		return mpcc_cli_fail("%s: %zu samples, fewer than one batch of %lld", path, td->n_samples,
 		            (long long)batch);
 	return 0;
 }
@@ -326,7 +312,7 @@ evaluate(mpcc_trainer *tr, mpcc_context *cx, train_data *ev, int64_t batch, int 
 		mpcc_train_result r;
 		gather(ev, perm, b * (size_t)batch, batch);
 		if (mpcc_trainer_eval(tr, ev->batch, ev->n, &r) != MPCC_OK)
-			return fail("eval: %s", mpcc_context_last_error(cx));
+			return mpcc_cli_fail("eval: %s", mpcc_context_last_error(cx));
 		loss += r.loss;
 		long c = count_correct(&r.logits, ev->label >= 0 ? &ev->batch[ev->label] : NULL, batch);
 		acc = acc && c >= 0;
@@ -421,15 +407,15 @@ plan_batch(mpcc_trainer *tr, int64_t want, const char *plan)
 	for (int i = 0; i < mpcc_trainer_n_inputs(tr); i++) {
 		const mpcc_tensor *t = mpcc_trainer_input(tr, i);
 		if (t->rank < 1)
-			return fail("%s: input '%s' is a scalar, so the plan has no batch dimension", plan,
+			return mpcc_cli_fail("%s: input '%s' is a scalar, so the plan has no batch dimension", plan,
 			            t->name);
 		if (b >= 0 && t->dims[0] != b)
-			return fail("%s: inputs disagree on the batch size (%lld and %lld)", plan,
+			return mpcc_cli_fail("%s: inputs disagree on the batch size (%lld and %lld)", plan,
 			            (long long)b, (long long)t->dims[0]);
 		b = t->dims[0];
 	}
 	if (b < 0)
-		return fail("%s: the plan takes no data inputs", plan);
+		return mpcc_cli_fail("%s: the plan takes no data inputs", plan);
 	if (b != want)
 		return usage_error(usage_train, "--batch %lld: the plan was compiled for batch %lld",
 		                   (long long)want, (long long)b);
@@ -486,7 +472,7 @@ train_loop(mpcc_trainer *tr, mpcc_context *cx, const train_args *a, train_data *
 			if (mpcc_trainer_step(tr, td->batch, td->n, &r) != MPCC_OK) {
 				if (tty)
 					printf("\n");
-				return fail("step %zu of epoch %d: %s", b + 1, epoch,
+				return mpcc_cli_fail("step %zu of epoch %d: %s", b + 1, epoch,
 				            mpcc_context_last_error(cx));
 			}
 			long c = count_correct(&r.logits, td->label >= 0 ? &td->batch[td->label] : NULL,
@@ -511,7 +497,7 @@ train_loop(mpcc_trainer *tr, mpcc_context *cx, const train_args *a, train_data *
 		if (ev && evaluate(tr, cx, ev, a->batch, epoch, (int)a->epochs, eval_perm))
 			return 1;
 		if (a->checkpoint && mpcc_trainer_save(tr, a->checkpoint) != MPCC_OK)
-			return fail("%s", mpcc_context_last_error(cx));
+			return mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 	}
 	return 0;
 }
@@ -537,17 +523,17 @@ mpcc_cli_train(int argc, char **argv)
 	FILE *log = NULL;
 
 	if (mpcc_context_create(&cx) != MPCC_OK)
-		return fail("out of memory");
+		return mpcc_cli_fail("out of memory");
 	if (mpcc_plan_load(cx, a.plan, &plan) != MPCC_OK) {
-		rc = fail("%s", mpcc_context_last_error(cx));
+		rc = mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 		goto done;
 	}
 	if (!plan->train) {
-		rc = fail("%s is not a training step plan (it has no section 'TRAN')", a.plan);
+		rc = mpcc_cli_fail("%s is not a training step plan (it has no section 'TRAN')", a.plan);
 		goto done;
 	}
 	if (mpcc_trainer_create(cx, plan, a.backend, &tr) != MPCC_OK) {
-		rc = fail("%s", mpcc_context_last_error(cx));
+		rc = mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 		goto done;
 	}
 	if ((rc = plan_batch(tr, a.batch, a.plan)) || (rc = data_load(&td, a.data, tr, a.batch)))
@@ -555,19 +541,19 @@ mpcc_cli_train(int argc, char **argv)
 	if (a.eval && (rc = data_load(&ev, a.eval, tr, a.batch)))
 		goto done;
 	if (a.resume && mpcc_trainer_load(tr, a.resume) != MPCC_OK) {
-		rc = fail("%s", mpcc_context_last_error(cx));
+		rc = mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 		goto done;
 	}
 	perm = malloc(sizeof(size_t) * (td.n_samples + 1));
 	eval_perm = malloc(sizeof(size_t) * (ev.n_samples + 1));
 	if (!perm || !eval_perm) {
-		rc = fail("out of memory");
+		rc = mpcc_cli_fail("out of memory");
 		goto done;
 	}
 	if (a.log) {
 		log = fopen(a.log, "w");
 		if (!log) {
-			rc = fail("cannot write '%s': %s", a.log, strerror(errno));
+			rc = mpcc_cli_fail("cannot write '%s': %s", a.log, strerror(errno));
 			goto done;
 		}
 		fprintf(log, "step,epoch,loss,loss_scale,skipped\n");
@@ -580,7 +566,7 @@ mpcc_cli_train(int argc, char **argv)
 	rc = train_loop(tr, cx, &a, &td, a.eval ? &ev : NULL, log, perm, eval_perm);
 done:
 	if (log && fclose(log) != 0 && rc == 0)
-		rc = fail("cannot write '%s'", a.log);
+		rc = mpcc_cli_fail("cannot write '%s'", a.log);
 	free(perm);
 	free(eval_perm);
 	data_fini(&td);
@@ -632,17 +618,17 @@ mpcc_cli_export(int argc, char **argv)
 	mpcc_trainer *tr = NULL;
 	int rc = 0;
 	if (mpcc_context_create(&cx) != MPCC_OK)
-		return fail("out of memory");
+		return mpcc_cli_fail("out of memory");
 	if (mpcc_plan_load(cx, plan_path, &plan) != MPCC_OK)
-		rc = fail("%s", mpcc_context_last_error(cx));
+		rc = mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 	else if (!plan->train)
-		rc = fail("%s is not a training step plan (it has no section 'TRAN')", plan_path);
+		rc = mpcc_cli_fail("%s is not a training step plan (it has no section 'TRAN')", plan_path);
 	else if (!plan->source)
-		rc = fail("%s: plan has no source model: recompile it with this mpcc", plan_path);
+		rc = mpcc_cli_fail("%s: plan has no source model: recompile it with this mpcc", plan_path);
 	else if (mpcc_trainer_create(cx, plan, "interp", &tr) != MPCC_OK ||
 	         (ckpt && mpcc_trainer_load(tr, ckpt) != MPCC_OK) ||
 	         mpcc_trainer_export(tr, out) != MPCC_OK)
-		rc = fail("%s", mpcc_context_last_error(cx));
+		rc = mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 	mpcc_trainer_destroy(tr);
 	mpcc_plan_destroy(plan);
 	mpcc_context_destroy(cx);
