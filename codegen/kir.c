@@ -1195,3 +1195,15 @@ kir_deserialize(const uint8_t *p, size_t size, size_t *consumed, kir_kernel **ou
 	*out = k;
 	return MPCC_OK;
 }
+
+double
+kir_stage_work(const kir_kernel *k, const kir_stage *st)
+{
+	double w = k->n_exprs > 0 ? k->n_exprs : 1;
+
+	for (int i = 0; i < st->n_par; i++)
+		w *= (double)st->par_ext[i];
+	for (int i = 0; i < st->n_red; i++)
+		w *= (double)st->red_ext[i];
+	return w;
+}

@@ -222,6 +222,12 @@ void kir_stage_store(kir_kernel *k, kir_stage *st, int buf, int32_t index, int32
  * debug builds after lowering). */
 mpcc_status kir_validate(const kir_kernel *k, mpcc_diag *d);
 
+/* A rough cost of running stage st once: its points times its reduction
+ * points times the kernel's expression pool (an upper bound on the work
+ * per point). Used to decide threading, LLVM's unroller and auto mode's
+ * backend; only its order of magnitude matters. */
+double kir_stage_work(const kir_kernel *k, const kir_stage *st);
+
 /* Reference interpreter: runs every stage over bufs[i] (one pointer per
  * buffer; TEMP buffers may be NULL and are then allocated here). Slow and
  * exact: used for constant folding and to check the emitters. */

@@ -366,8 +366,8 @@ build(const state *a, const mpcc_compile_options *o, const mpcc_prec_hint *hints
  * tests) is not won back by its speed unless the plan does real work; the
  * interpreter (some 6 ns per unit of the estimate below) starts at once.
  * Both compute bit-identical results (ARCHITECTURE.md), so the choice
- * changes only the time. The estimate is the cpu backend's: points times
- * reduction points times the expression pool, per stage.
+ * changes only the time. The estimate is kir_stage_work, the one the cpu
+ * backend threads by.
  */
 static const char *
 choose_backend(const mpcc_plan *p)
@@ -378,13 +378,7 @@ choose_backend(const mpcc_plan *p)
 	for (int k = 0; k < p->n_kernels; k++) {
 		const kir_kernel *kk = p->kernels[k];
 		for (int s = 0; s < kk->n_stages; s++) {
-			const kir_stage *st = &kk->stages[s];
-			double w = kk->n_exprs > 0 ? kk->n_exprs : 1;
-			for (int i = 0; i < st->n_par; i++)
-				w *= (double)st->par_ext[i];
-			for (int i = 0; i < st->n_red; i++)
-				w *= (double)st->red_ext[i];
-			work += w;
+			work += kir_stage_work(kk, &kk->stages[s]);
 			stages++;
 		}
 	}

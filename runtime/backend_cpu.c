@@ -44,25 +44,6 @@ call_stage(void *ctx, int64_t begin, int64_t end)
 	c->fn(c->bufs, begin, end);
 }
 
-/*
- * Why a rough estimate is enough: it only decides whether a stage is worth
- * waking the workers for. Points times reduction points times the size of
- * the expression pool (an upper bound on the work per point), saturated.
- */
-static int64_t
-stage_work(const kir_kernel *k, const kir_stage *st)
-{
-	int64_t w = k->n_exprs > 0 ? k->n_exprs : 1;
-
-	for (int p = 0; p < st->n_par; p++)
-		if (__builtin_mul_overflow(w, st->par_ext[p], &w))
-			return INT64_MAX;
-	for (int r = 0; r < st->n_red; r++)
-		if (__builtin_mul_overflow(w, st->red_ext[r], &w))
-			return INT64_MAX;
-	return w;
-}
-
 static mpcc_status
 cpu_prepare(const mpcc_plan *plan, void **out_state, mpcc_diag *d) {
 	cpu_state *s;
@@ -108,7 +89,7 @@ cpu_run_kernel(void *state, int kernel, void **bufs, mpcc_diag *d) {
 		if (end <= 0)
 			continue;
 		int n_thr = mpcc_threadpool_size(s->pool);
-		if (st->serial || n_thr <= 1 || end == 1 || stage_work(k, st) < PAR_MIN_WORK) {
+		if (st->serial || n_thr <= 1 || end == 1 || kir_stage_work(k, st) < PAR_MIN_WORK) {
 			fn(bufs, 0, end);
 		} else {
 			stage_call c = {fn, bufs};

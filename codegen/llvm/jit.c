@@ -107,7 +107,7 @@ has_feature(LLVMTargetMachineRef tm, const char *name) {
  * (1.6 s against 0.35 s for the model test's CNN, whose run takes 0.1 ms),
  * while on plans that do real work it buys some 20-40% (the 224x224 CNN:
  * 5.6 ms against 7-13 ms a run). So it runs when the plan's work estimate
- * (points x reduction points x expression pool, summed over stages) says a
+ * (kir_stage_work summed over stages) says a
  * run takes milliseconds.
  */
 #define UNROLL_MIN_WORK 1e9
@@ -119,15 +119,8 @@ plan_work(kir_kernel *const *kernels, int n_kernels)
 
 	for (int k = 0; k < n_kernels; k++) {
 		const kir_kernel *kk = kernels[k];
-		for (int s = 0; s < kk->n_stages; s++) {
-			const kir_stage *st = &kk->stages[s];
-			double w = kk->n_exprs > 0 ? kk->n_exprs : 1;
-			for (int i = 0; i < st->n_par; i++)
-				w *= (double)st->par_ext[i];
-			for (int i = 0; i < st->n_red; i++)
-				w *= (double)st->red_ext[i];
-			work += w;
-		}
+		for (int s = 0; s < kk->n_stages; s++)
+			work += kir_stage_work(kk, &kk->stages[s]);
 	}
 	return work;
 }
