@@ -390,8 +390,10 @@ infer_castlike(mpcc_graph *g, int32_t n, mpcc_diag *d)
 
 /*
  * mpcc compiles for inference, where Dropout is the identity and its mask
- * all true. Training mode with a nonzero ratio would need random numbers
- * and is refused; a training_mode or ratio only known at run time is too.
+ * all true. A model's own training mode with a nonzero ratio would need
+ * random numbers and is refused; a training_mode or ratio only known at
+ * run time is too. (`--train` replaces the node by its training form
+ * itself, passes/train_modes.c.)
  * The mask is bool from opset 10, the data's dtype before.
  */
 static mpcc_status

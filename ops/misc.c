@@ -2,7 +2,8 @@
  * ops/misc.c - the ops that fit no other family: the
  * ai.onnx.preview.training optimizers (Adagrad, Momentum, Adam), TopK and
  * Compress here, with the family's table; GridSample, RoiAlign, MaxUnpool and
- * Det live in ops/misc_image.c.
+ * Det live in ops/misc_image.c, the mpcc-internal HashRandomUniform (the
+ * random numbers of training-mode Dropout) in ops/misc_random.c.
  *
  * The optimizers are variadic: one node updates several tensors at once. Each
  * tensor group lowers to its own kernel of one flat elementwise stage with one
@@ -585,6 +586,7 @@ const mpcc_op_rule mpcc_rules_misc[] = {
     {MPCC_OP_MAXUNPOOL, 2, 3, 1, 1, MPCC_MISC_RULE(maxunpool)},
     {MPCC_OP_ROIALIGN, 3, 3, 1, 1, MPCC_MISC_RULE(roialign)},
     {MPCC_OP_DET, 1, 1, 1, 1, MPCC_MISC_RULE(det)},
+    {MPCC_OP_HASHRANDOMUNIFORM, 1, 1, 1, 1, MPCC_MISC_RULE(hashuniform)},
     {MPCC_OP_GRADIENT, 1, 64, 1, 64, gradient_attrs, infer_gradient, NULL},
     {.op = MPCC_OP_INVALID},
 };

@@ -1,6 +1,7 @@
 /*
  * ops/misc_impl.h - helpers shared by the misc family's files (ops/misc.c,
- * ops/misc_image.c) and the rules misc_image.c contributes to the table.
+ * ops/misc_image.c, ops/misc_random.c) and the rules those two contribute
+ * to the table.
  */
 #ifndef MPCC_MISC_IMPL_H
 #define MPCC_MISC_IMPL_H
@@ -18,7 +19,8 @@ mpcc_status mpcc_misc_need_const(const mpcc_node *n, const mpcc_value *v, const 
 /* F64 for f64 values, else F32. */
 mpcc_dtype mpcc_misc_compute(mpcc_dtype t);
 
-/* The rules ops/misc_image.c contributes to the table in ops/misc.c. */
+/* The rules ops/misc_image.c and ops/misc_random.c contribute to the table
+ * in ops/misc.c. */
 #define MPCC_MISC_RULE(name) mpcc_misc_attrs_##name, mpcc_misc_infer_##name, mpcc_misc_lower_##name
 #define MPCC_MISC_DECLARE(name)                                                                    \
 	extern const char *const mpcc_misc_attrs_##name[];                                         \
@@ -28,5 +30,6 @@ MPCC_MISC_DECLARE(gridsample)
 MPCC_MISC_DECLARE(maxunpool)
 MPCC_MISC_DECLARE(roialign)
 MPCC_MISC_DECLARE(det)
+MPCC_MISC_DECLARE(hashuniform)
 
 #endif

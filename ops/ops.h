@@ -11,7 +11,8 @@
  *   ops/quant.c        QuantizeLinear, DequantizeLinear, integer and QLinear products
  *   ops/signal.c       window functions, DFT, STFT, MelWeightMatrix
  *   ops/misc.c         TopK, Compress, GridSample, RoiAlign, MaxUnpool, Det, the
- *                      ai.onnx.preview.training optimizers
+ *                      ai.onnx.preview.training optimizers, the mpcc-internal
+ *                      HashRandomUniform
  */
 #ifndef MPCC_OPS_H
 #define MPCC_OPS_H

@@ -1,7 +1,7 @@
 /*
- * autodiff_nn.c - the gradient rules of convolution, pooling and
- * LayerNormalization (passes/autodiff.c is the driver; passes/autodiff_rules.c
- * has the other families).
+ * autodiff_nn.c - the gradient rules of convolution, pooling,
+ * LayerNormalization and BatchNormalization (passes/autodiff.c is the driver;
+ * passes/autodiff_rules.c has the other families).
  *
  * Conv's input gradient is a ConvTranspose and its weight gradient a Conv
  * with strides and dilations swapped; pooling spreads dY back with
@@ -68,6 +68,61 @@ grad_layernorm(mpcc_ad *a, const int32_t *dy, const bool *need, int32_t *dx)
 		dx[1] = mpcc_ad_unbroadcast(a, mpcc_ad_mul(a, g, xh), mpcc_ad_shape_of(a, sc));
 	if (MPCC_AD_HAS_IN(2) && need[2])
 		dx[2] = mpcc_ad_unbroadcast(a, g, mpcc_ad_shape_of(a, MPCC_AD_IN(2)));
+}
+
+/*
+ * BatchNormalization in inference form (the statistics are inputs; the
+ * training form is refused by its shape function, and `--train` rewrites
+ * each BatchNormalization it trains into ordinary ops, passes/train_modes.c).
+ * Per channel c (dim 1), with inv = 1/sqrt(var + eps) and the sums over
+ * every axis but 1: y = (x - mean) inv scale + B, so dX = dY scale inv,
+ * dScale = sum(dY (x - mean) inv), dB = sum(dY), dMean = -sum(dY) scale
+ * inv and dVar = -sum(dY (x - mean)) scale inv^3 / 2.
+ */
+static void
+grad_batchnorm(mpcc_ad *a, const int32_t *dy, const bool *need, int32_t *dx)
+{
+	int32_t x = MPCC_AD_IN(0), g = dy[0];
+	mpcc_ad_shape xs = mpcc_ad_shape_of(a, x), cs = {xs.rank, {1}};
+	mpcc_dtype t = mpcc_ad_dtype_of(a, x);
+	int64_t axes[MPCC_MAX_RANK];
+	int n = 0;
+	for (int i = 1; i <= 4; i++)
+		if (mpcc_ad_dtype_of(a, MPCC_AD_IN(i)) != t) {
+			mpcc_ad_unsupported(a, "scale, B, mean or var of another dtype than X");
+			return;
+		}
+	for (int i = 0; i < xs.rank; i++) {
+		cs.dims[i] = i == 1 ? xs.dims[1] : 1;
+		if (i != 1)
+			axes[n++] = i;
+	}
+	double eps = mpcc_node_attr_float(&a->n, "epsilon", 1e-5f);
+	int32_t sc = MPCC_AD_IN(1);
+	int32_t sd = mpcc_ad_op1(a, MPCC_OP_SQRT, "std", mpcc_ad_addc(a, MPCC_AD_IN(4), eps));
+	int32_t inv = mpcc_ad_op1(a, MPCC_OP_RECIPROCAL, "inv", sd);
+	int32_t scale_inv = mpcc_ad_mul(a, sc, inv); /* [C] */
+	int32_t sum_g = MPCC_NONE, sum_gxc = MPCC_NONE;
+	if (need[2] || need[3])
+		sum_g = mpcc_ad_reduce(a, MPCC_OP_REDUCESUM, g, n, axes, false);
+	if (need[1] || need[4]) {
+		int32_t xc =
+		    mpcc_ad_op2(a, MPCC_OP_SUB, "xc", x, mpcc_ad_reshape(a, MPCC_AD_IN(3), cs));
+		sum_gxc =
+		    mpcc_ad_reduce(a, MPCC_OP_REDUCESUM, mpcc_ad_mul(a, g, xc), n, axes, false);
+	}
+	if (need[0])
+		dx[0] = mpcc_ad_mul(a, g, mpcc_ad_reshape(a, scale_inv, cs));
+	if (need[1])
+		dx[1] = mpcc_ad_mul(a, sum_gxc, inv);
+	if (need[2])
+		dx[2] = sum_g;
+	if (need[3])
+		dx[3] = mpcc_ad_op1(a, MPCC_OP_NEG, "dMean", mpcc_ad_mul(a, sum_g, scale_inv));
+	if (need[4])
+		dx[4] = mpcc_ad_mulc(
+		    a, mpcc_ad_mul(a, mpcc_ad_mul(a, sum_gxc, scale_inv), mpcc_ad_mul(a, inv, inv)),
+		    -0.5);
 }
 
 /* ---------------------------------------------------------------- convolution and pooling */
@@ -283,6 +338,7 @@ grad_avgpool(mpcc_ad *a, const int32_t *dy, const bool *need, int32_t *dx)
 /* Ended by MPCC_OP_INVALID; the driver searches it second. */
 const mpcc_ad_rule mpcc_ad_rules_nn[] = {
     {MPCC_OP_LAYERNORMALIZATION, grad_layernorm},
+    {MPCC_OP_BATCHNORMALIZATION, grad_batchnorm},
     {MPCC_OP_CONV, grad_conv},
     {MPCC_OP_MAXPOOL, grad_maxpool},
     {MPCC_OP_AVERAGEPOOL, grad_avgpool},

@@ -4,8 +4,9 @@
  * d y / d xs, its outputs then written by Identity nodes (or, for an x that
  * y does not depend on, a constant zero of x's shape). Runs after shape
  * inference, which autodiff needs; the node array is then put back into
- * topological order, since the appended nodes may feed nodes that stood
- * after the Gradient.
+ * topological order (mpcc_sort_nodes, here, also used by the training
+ * builder's mode switch), since the appended nodes may feed nodes that
+ * stood after the Gradient.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -35,35 +36,40 @@ place(const mpcc_graph *g, int32_t i, char *state, int32_t *order, int *n)
 	return true;
 }
 
-static mpcc_status
-sort_nodes(mpcc_graph *g, mpcc_diag *d)
+mpcc_status
+mpcc_sort_nodes(mpcc_graph *g, mpcc_diag *d)
 {
 	int nn = g->n_nodes, n = 0;
 	char *state = calloc((size_t)nn + 1, 1);
 	int32_t *order = malloc(sizeof(int32_t) * ((size_t)nn + 1));
+	int32_t *moved_to = malloc(sizeof(int32_t) * ((size_t)nn + 1));
 	mpcc_node *nodes = malloc(sizeof(mpcc_node) * ((size_t)nn + 1));
 	mpcc_status st = MPCC_OK;
 
-	if (!state || !order || !nodes) {
-		st = mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory expanding Gradient");
+	if (!state || !order || !moved_to || !nodes) {
+		st = mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory ordering the nodes");
 		goto out;
 	}
 	for (int32_t i = 0; i < nn; i++) {
 		if (!place(g, i, state, order, &n)) {
-			st = mpcc_diag_error(d, MPCC_ERR_INTERNAL, "Gradient expansion made a cycle");
+			st = mpcc_diag_error(d, MPCC_ERR_INTERNAL, "a pass made a cycle of nodes");
 			goto out;
 		}
 	}
-	for (int k = 0; k < nn; k++)
+	for (int k = 0; k < nn; k++) {
 		nodes[k] = g->nodes[order[k]];
+		moved_to[order[k]] = k;
+	}
 	memcpy(g->nodes, nodes, sizeof(mpcc_node) * (size_t)nn);
-	for (int k = 0; k < nn; k++)
-		for (int j = 0; j < g->nodes[k].n_out; j++)
-			if (g->nodes[k].out[j] != MPCC_NONE && !g->nodes[k].dead)
-				g->values[g->nodes[k].out[j]].producer = k;
+	/* every producer index follows its node, a dead one's (a folded
+	 * value's) too, so none is left pointing at another node */
+	for (int32_t v = 0; v < g->n_values; v++)
+		if (g->values[v].producer >= 0 && g->values[v].producer < nn)
+			g->values[v].producer = moved_to[g->values[v].producer];
 out:
 	free(state);
 	free(order);
+	free(moved_to);
 	free(nodes);
 	return st;
 }
@@ -140,5 +146,5 @@ mpcc_expand_gradients(mpcc_graph *g, mpcc_pass_ctx *cx, bool *expanded)
 			return st;
 		*expanded = true;
 	}
-	return *expanded ? sort_nodes(g, cx->d) : MPCC_OK;
+	return *expanded ? mpcc_sort_nodes(g, cx->d) : MPCC_OK;
 }

@@ -56,6 +56,12 @@ mpcc_status mpcc_eliminate_dead(mpcc_graph *g, mpcc_pass_ctx *cx);
 /* Revives the dead producers (among nodes [0, n_nodes)) of the values
  * marked in needed, transitively; folded nodes stay dead (passes/dce.c). */
 void mpcc_revive_producers(mpcc_graph *g, char *needed, int32_t n_nodes);
+/* Puts the node array back into topological order after a pass appended
+ * nodes that feed nodes standing before them: each node moves after what
+ * it reads (depth first, inputs in order), the rest keeps its order, and
+ * every value's producer index follows its node, a dead one's too
+ * (passes/gradient.c). Node indices change; value indices do not. */
+mpcc_status mpcc_sort_nodes(mpcc_graph *g, mpcc_diag *d);
 /* Replaces every Gradient node (ai.onnx.preview.training) by its backward
  * nodes (passes/gradient.c); *expanded says whether there was one, after
  * which shapes are inferred again. Needs inferred shapes. */

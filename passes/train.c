@@ -8,6 +8,8 @@
  * treats the step like any graph. In order:
  *
  *   loss      the label input and the loss (or the model's own loss);
+ *   modes     BatchNormalization and Dropout switch to their training
+ *             behaviour on the input train/apply (passes/train_modes.c);
  *   weights   every f32 initializer not frozen becomes a graph input of its
  *             own name (its data the state's initial value); nodes the first
  *             fold evaluated from it are made live again;
@@ -1112,6 +1114,11 @@ mpcc_build_training(mpcc_graph *g, mpcc_pass_ctx *cx)
 		logits = find_logits(&b);
 		loss = b.st ? MPCC_NONE : build_loss(&b, logits, &label);
 	}
+	/* BatchNormalization and Dropout switch on apply (train_modes.c) */
+	int32_t apply = input_new(&b, "train/apply", MPCC_DTYPE_BOOL, 0, NULL), probe = MPCC_NONE;
+	mpcc_train_modes modes = {0};
+	if (!b.st)
+		b.st = mpcc_train_switch_modes(g, o, loss, apply, &modes, cx->d);
 	collect_weights(&b);
 	if (!b.st)
 		detach_weights(&b);
@@ -1127,8 +1134,7 @@ mpcc_build_training(mpcc_graph *g, mpcc_pass_ctx *cx)
 	if (!b.st)
 		keep_trained(&b);
 
-	/* finite check and the apply switch */
-	int32_t apply = input_new(&b, "train/apply", MPCC_DTYPE_BOOL, 0, NULL), probe = MPCC_NONE;
+	/* finite check */
 	for (int i = 0; i < b.n_w && !b.st; i++) {
 		int32_t p = unscale(&b, &b.w[i], scale);
 		probe = probe == MPCC_NONE ? p : op2(&b, MPCC_OP_ADD, "train/nan_probe", probe, p);
@@ -1146,11 +1152,17 @@ mpcc_build_training(mpcc_graph *g, mpcc_pass_ctx *cx)
 		update(&b, &b.w[i], ok, as);
 	if (adam)
 		commit(&b, ok, as.t, as.t1, NULL, sizeof(int64_t));
+	for (int i = 0; i < modes.n_state && !b.st; i++) {
+		mpcc_train_mode_state *m = &modes.state[i];
+		commit(&b, m->every_step ? apply : ok, m->in, m->next, m->init, m->nbytes);
+		m->init = NULL;
+	}
 	if (sc == MPCC_LOSS_SCALING_DYNAMIC)
 		scaler(&b, scale, good, ok, apply);
 
 	set_outputs(&b, loss, logits, scale, ok);
 	fill_train_info(&b, label, loss, logits, scale, ok, apply, sc);
+	mpcc_train_modes_fini(&modes);
 	tb_fini(&b);
 	if (b.st && cx->d->status == MPCC_OK)
 		mpcc_diag_error(cx->d, b.st, "training: building the step graph failed (%s)",

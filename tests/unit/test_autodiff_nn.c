@@ -1,9 +1,9 @@
 /*
  * test_autodiff_nn.c - passes/autodiff*.c: the gradient rules of the
- * network layers (Gather, LayerNormalization, Conv, MaxPool, AveragePool,
- * GlobalAveragePool) against central finite differences. The harness is
- * gradcheck.h; the pass's contract and the other ops' rules are in
- * test_autodiff.c.
+ * network layers (Gather, LayerNormalization, BatchNormalization in
+ * inference form, Conv, MaxPool, AveragePool, GlobalAveragePool) against
+ * central finite differences. The harness is gradcheck.h; the pass's
+ * contract and the other ops' rules are in test_autodiff.c.
  *
  * Each case (the table `cases`, one cmocka test each) builds a tiny graph
  * whose f64 inputs are the values to differentiate and returns y;
@@ -58,6 +58,31 @@ b_layernorm_axis1_broadcast(mpcc_gc *c)
 	int32_t y = mpcc_gc_op(c, MPCC_OP_LAYERNORMALIZATION, "ln", 3, x, s,
 	                       mpcc_gc_wrt(c, "b", MPCC_GC_SIGNED, MPCC_GC_SHAPE(4)));
 	mpcc_gc_attr_i(c, "axis", 1);
+	mpcc_gc_attr_f(c, "epsilon", 0.01f);
+	return y;
+}
+
+/* inference-form BatchNormalization: the statistics are inputs too */
+static int32_t
+b_batchnorm_nchw(mpcc_gc *c)
+{
+	int32_t x = mpcc_gc_wrt(c, "x", MPCC_GC_SIGNED, MPCC_GC_SHAPE(2, 3, 4, 2)),
+	        s = mpcc_gc_wrt(c, "scale", MPCC_GC_SIGNED, MPCC_GC_SHAPE(3)),
+	        b = mpcc_gc_wrt(c, "b", MPCC_GC_SIGNED, MPCC_GC_SHAPE(3)),
+	        v = mpcc_gc_wrt(c, "var", MPCC_GC_POSITIVE, MPCC_GC_SHAPE(3));
+	return mpcc_gc_op(c, MPCC_OP_BATCHNORMALIZATION, "bn", 5, x, s, b,
+	                  mpcc_gc_cfloat(c, MPCC_GC_SIGNED, MPCC_GC_SHAPE(3)), v);
+}
+
+static int32_t
+b_batchnorm_nc_mean(mpcc_gc *c)
+{
+	int32_t x = mpcc_gc_wrt(c, "x", MPCC_GC_SIGNED, MPCC_GC_SHAPE(5, 3)),
+	        m = mpcc_gc_wrt(c, "mean", MPCC_GC_SIGNED, MPCC_GC_SHAPE(3));
+	int32_t y = mpcc_gc_op(c, MPCC_OP_BATCHNORMALIZATION, "bn", 5, x,
+	                       mpcc_gc_cfloat(c, MPCC_GC_SIGNED, MPCC_GC_SHAPE(3)),
+	                       mpcc_gc_cfloat(c, MPCC_GC_SIGNED, MPCC_GC_SHAPE(3)), m,
+	                       mpcc_gc_cfloat(c, MPCC_GC_POSITIVE, MPCC_GC_SHAPE(3)));
 	mpcc_gc_attr_f(c, "epsilon", 0.01f);
 	return y;
 }
