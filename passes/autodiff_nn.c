@@ -170,11 +170,39 @@ transpose_nc(mpcc_ad *a, int32_t x, int r)
 }
 
 /*
- * Conv. dX: ConvTranspose of dY with W (any group). dW (group 1): for each
- * (m, c, k), the sum over n and o of dY[n,m,o] X[n,c,o*s + k*d - p], which
- * is a Conv of X^T (C, N, ...) with dY^T (M, N, ...) as weights, strides and
+ * A grouped Conv's dW operands: t of shape (N, G K, ...) split to (N, G, K,
+ * ...), its first three dims permuted by lead (the rest kept), and two
+ * adjacent ones of those merged: X (lead 2,1,0, the last two merged)
+ * becomes (K, G N, ...), dY (lead 1,2,0, the first two) (G K, N, ...).
+ */
+static int32_t
+group_major(mpcc_ad *a, int32_t t, mpcc_ad_shape ts, int64_t group, const int64_t *lead,
+            bool merge_first)
+{
+	mpcc_ad_shape split = {ts.rank + 1, {ts.dims[0], group, ts.dims[1] / group}};
+	int64_t perm[MPCC_MAX_RANK];
+	for (int i = 2; i < ts.rank; i++)
+		split.dims[i + 1] = ts.dims[i];
+	for (int i = 0; i < split.rank; i++)
+		perm[i] = i < 3 ? lead[i] : i;
+	int32_t p = mpcc_ad_transpose(a, mpcc_ad_reshape(a, t, split), split.rank, perm);
+	int64_t d0 = split.dims[lead[0]], d1 = split.dims[lead[1]], d2 = split.dims[lead[2]];
+	mpcc_ad_shape merged = {ts.rank, {merge_first ? d0 * d1 : d0, merge_first ? d2 : d1 * d2}};
+	for (int i = 2; i < ts.rank; i++)
+		merged.dims[i] = ts.dims[i];
+	return mpcc_ad_reshape(a, p, merged);
+}
+
+/*
+ * Conv. dX: ConvTranspose of dY with W (any group). dW: for each (m, c, k),
+ * the sum over n and o of dY[n,m,o] X[n,c,o*s + k*d - p], which is a Conv
+ * of X^T (C, N, ...) with dY^T (M, N, ...) as weights, strides and
  * dilations swapped; end padding makes it reach every kernel offset and a
- * Slice crops the offsets beyond the kernel. dB: dY summed but over M.
+ * Slice crops the offsets beyond the kernel. With G groups (C = G Cg,
+ * M = G Mg) the same Conv runs grouped: its input X as (Cg, G N, ...) and
+ * its weights dY as (G Mg, N, ...), so group g pairs X's channels of group
+ * g with dY's, and the result (Cg, G Mg, ...) transposes to W's layout.
+ * dB: dY summed but over M.
  */
 static void
 grad_conv(mpcc_ad *a, const int32_t *dy, const bool *need, int32_t *dx)
@@ -193,10 +221,6 @@ grad_conv(mpcc_ad *a, const int32_t *dy, const bool *need, int32_t *dx)
 	if (need[0])
 		dx[0] = conv_transpose(a, "dX", g, wt, &w, group);
 	if (need[1]) {
-		if (group != 1) {
-			mpcc_ad_unsupported(a, "the weights of a grouped Conv");
-			return;
-		}
 		int64_t pads[2 * MPCC_MAX_RANK], starts[MPCC_MAX_RANK], ends[MPCC_MAX_RANK],
 		    axes[MPCC_MAX_RANK];
 		bool crop = false;
@@ -211,10 +235,17 @@ grad_conv(mpcc_ad *a, const int32_t *dy, const bool *need, int32_t *dx)
 			axes[i] = 2 + i;
 		}
 		int32_t in[2] = {transpose_nc(a, x, r), transpose_nc(a, g, r)};
+		if (group != 1) {
+			in[0] = group_major(a, x, xs, group, (int64_t[]){2, 1, 0}, false);
+			in[1] = group_major(a, g, mpcc_ad_shape_of(a, g), group, (int64_t[]){1, 2, 0},
+			                    true);
+		}
 		int32_t ni = mpcc_ad_node_new(a, MPCC_OP_CONV, "dW_cm", 2, in, 1);
 		mpcc_ad_attr_ints(a, ni, "strides", sp, w.dil);
 		mpcc_ad_attr_ints(a, ni, "dilations", sp, w.stride);
 		mpcc_ad_attr_ints(a, ni, "pads", 2 * sp, pads);
+		if (group != 1)
+			mpcc_ad_attr_int(a, ni, "group", group);
 		int32_t c = mpcc_ad_node_done(a, ni);
 		if (crop)
 			c = mpcc_ad_slice(a, c, sp, starts, ends, axes);

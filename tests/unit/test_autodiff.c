@@ -721,24 +721,26 @@ op_without_rule_is_an_error_naming_the_node(void **state)
 	mpcc_gc_free_data(&c);
 }
 
+/* A rule that refuses part of a node (a gradient through LayerNormalization's
+ * Mean output) names the node and the part. */
 static void
-grouped_conv_weights_are_refused_by_name(void **state)
+a_part_without_a_rule_is_an_error_naming_it(void **state)
 {
 	(void)state;
 	mpcc_gc c;
-	int32_t grad;
+	int32_t grad, out[2];
 	mpcc_diag d;
-	mpcc_gc_init(&c, "grouped");
-	int32_t x = mpcc_gc_cfloat(&c, MPCC_GC_SIGNED, MPCC_GC_SHAPE(1, 4, 3, 3));
-	int32_t w = mpcc_gc_wrt(&c, "w", MPCC_GC_SIGNED, MPCC_GC_SHAPE(2, 2, 1, 1));
-	int32_t y = mpcc_gc_op(&c, MPCC_OP_CONV, "gconv", 2, x, w);
-	mpcc_gc_attr_i(&c, "group", 2);
-	int32_t loss = mpcc_gc_append_loss(&c, y);
+	mpcc_gc_init(&c, "partial");
+	int32_t x = mpcc_gc_wrt(&c, "x", MPCC_GC_SIGNED, MPCC_GC_SHAPE(2, 4));
+	int32_t in[2] = {x, mpcc_gc_cfloat(&c, MPCC_GC_SIGNED, MPCC_GC_SHAPE(4))};
+	mpcc_gc_opn(&c, MPCC_OP_LAYERNORMALIZATION, "ln", 2, in, 2, out);
+	int32_t loss = mpcc_gc_append_loss(&c, mpcc_gc_op(&c, MPCC_OP_ADD, "both", 2, out[0],
+	                                                  out[1]));
 	mpcc_diag_init(&d);
-	assert_int_equal(mpcc_autodiff(c.g, loss, MPCC_NONE, &w, 1, &grad, &d),
+	assert_int_equal(mpcc_autodiff(c.g, loss, MPCC_NONE, &x, 1, &grad, &d),
 	                 MPCC_ERR_UNSUPPORTED);
-	assert_non_null(strstr(d.msg, "node 'gconv' (Conv, opset 17): no gradient rule for the "
-	                              "weights of a grouped Conv"));
+	assert_non_null(strstr(d.msg, "node 'ln' (LayerNormalization, opset 17): no gradient rule "
+	                              "for a gradient through Mean or InvStdDev"));
 	mpcc_graph_destroy(c.g);
 	mpcc_gc_free_data(&c);
 }
@@ -1029,7 +1031,7 @@ gradient_accumulation_is_f32_in_fp16(void **state)
 
 static const struct CMUnitTest contract[] = {
     cmocka_unit_test(op_without_rule_is_an_error_naming_the_node),
-    cmocka_unit_test(grouped_conv_weights_are_refused_by_name),
+    cmocka_unit_test(a_part_without_a_rule_is_an_error_naming_it),
     cmocka_unit_test(a_value_not_reaching_the_loss_gets_none),
     cmocka_unit_test(a_value_read_twice_sums_both_contributions),
     cmocka_unit_test(the_seed_scales_the_gradient),

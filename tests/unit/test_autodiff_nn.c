@@ -124,13 +124,28 @@ b_conv_1d_stride_leaves_tail(mpcc_gc *c)
 }
 
 static int32_t
-b_conv_grouped_input_only(mpcc_gc *c)
+b_conv_grouped(mpcc_gc *c)
 {
-	int32_t x = mpcc_gc_wrt(c, "x", MPCC_GC_SIGNED, MPCC_GC_SHAPE(1, 4, 5, 4));
-	int32_t y = mpcc_gc_op(c, MPCC_OP_CONV, "conv", 2, x,
-	                       mpcc_gc_cfloat(c, MPCC_GC_SIGNED, MPCC_GC_SHAPE(6, 2, 3, 3)));
+	int32_t x = mpcc_gc_wrt(c, "x", MPCC_GC_SIGNED, MPCC_GC_SHAPE(2, 4, 5, 4)),
+	        w = mpcc_gc_wrt(c, "w", MPCC_GC_SIGNED, MPCC_GC_SHAPE(6, 2, 3, 3));
+	int32_t y = mpcc_gc_op(c, MPCC_OP_CONV, "conv", 2, x, w);
 	mpcc_gc_attr_i(c, "group", 2);
 	mpcc_gc_attr_is(c, "pads", MPCC_GC_SHAPE(1, 1, 1, 1));
+	return y;
+}
+
+/* Depthwise (group = channels), strided and dilated, a bias, 1-D. */
+static int32_t
+b_conv_depthwise_strided_dilated(mpcc_gc *c)
+{
+	int32_t x = mpcc_gc_wrt(c, "x", MPCC_GC_SIGNED, MPCC_GC_SHAPE(2, 3, 11)),
+	        w = mpcc_gc_wrt(c, "w", MPCC_GC_SIGNED, MPCC_GC_SHAPE(3, 1, 3)),
+	        b = mpcc_gc_wrt(c, "b", MPCC_GC_SIGNED, MPCC_GC_SHAPE(3));
+	int32_t y = mpcc_gc_op(c, MPCC_OP_CONV, "conv", 3, x, w, b);
+	mpcc_gc_attr_i(c, "group", 3);
+	mpcc_gc_attr_is(c, "strides", MPCC_GC_SHAPE(2));
+	mpcc_gc_attr_is(c, "dilations", MPCC_GC_SHAPE(2));
+	mpcc_gc_attr_is(c, "pads", MPCC_GC_SHAPE(1, 0));
 	return y;
 }
 
@@ -193,11 +208,14 @@ static const mpcc_gc_case cases[] = {
     /* normalisation */
     {"layernorm_last_axis", b_layernorm_last_axis},
     {"layernorm_axis1_broadcast_scale", b_layernorm_axis1_broadcast},
+    {"batchnorm_nchw_x_scale_b_var", b_batchnorm_nchw},
+    {"batchnorm_nc_x_mean_epsilon", b_batchnorm_nc_mean},
     /* convolution and pooling */
     {"conv_strided_padded_dilated", b_conv_strided_padded_dilated},
     {"conv_same_upper_strided", b_conv_same_upper_strided},
     {"conv_1d_stride_leaves_tail", b_conv_1d_stride_leaves_tail},
-    {"conv_grouped_input_only", b_conv_grouped_input_only},
+    {"conv_grouped", b_conv_grouped},
+    {"conv_depthwise_strided_dilated", b_conv_depthwise_strided_dilated},
     {"maxpool_overlapping_padded", b_maxpool_overlapping_padded},
     {"maxpool_indices_output", b_maxpool_indices_output},
     {"avgpool_exclude_pad", b_avgpool_exclude_pad},
