@@ -40,6 +40,7 @@ typedef enum mpcc_status {
 	MPCC_ERR_IO,          /* a file could not be read or written */
 	MPCC_ERR_BACKEND,     /* the JIT or a device failed */
 	MPCC_ERR_INTERNAL,    /* a broken invariant of mpcc itself */
+	MPCC_ERR_DIVERGED,    /* training stopped by the collapse guard */
 } mpcc_status;
 
 /* Element types. Values are mpcc's own, not ONNX's. */
@@ -351,6 +352,20 @@ MPCC_API mpcc_status mpcc_trainer_step(mpcc_trainer *tr, const mpcc_tensor *inpu
 MPCC_API mpcc_status mpcc_trainer_eval(mpcc_trainer *tr, const mpcc_tensor *inputs, int n,
                                        mpcc_train_result *r);
 MPCC_API void mpcc_trainer_counts(const mpcc_trainer *tr, mpcc_train_counts *out);
+
+/*
+ * The collapse guard (docs/training.md): a skipped step trips it when
+ * max_consecutive_skips steps in a row have now been skipped, or when the
+ * loss scale that step used was below min_loss_scale. The step then
+ * returns MPCC_ERR_DIVERGED (its effects stand: it was skipped, and the
+ * scaler backed off) with a message naming the first non-finite value in
+ * schedule order, an input or the output of the kernel and ONNX nodes that
+ * computed it, found by re-running the step on the interpreter. 0 turns a
+ * condition off. Defaults: 1.0 and 32 (from 2^16 a dynamic scale falls
+ * below 1 after 17 overflows in a row).
+ */
+MPCC_API void mpcc_trainer_set_guard(mpcc_trainer *tr, double min_loss_scale,
+                                     uint64_t max_consecutive_skips);
 
 /* The state: n_state tensors, named after their plan inputs. *t is a view
  * (name, dtype, shape, current data), valid until the next step, load or

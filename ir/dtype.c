@@ -22,6 +22,7 @@ mpcc_status_name(mpcc_status s)
 	case MPCC_ERR_IO: return "i/o error";
 	case MPCC_ERR_BACKEND: return "backend error";
 	case MPCC_ERR_INTERNAL: return "internal error";
+	case MPCC_ERR_DIVERGED: return "training diverged";
 	}
 	return "unknown status";
 }

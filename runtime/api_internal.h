@@ -28,6 +28,14 @@ void mpcc_session_bind_tensors(mpcc_session *s, int n, const int32_t *tensors, v
 /* Where plan tensor t lives now (NULL for an index out of range). */
 void *mpcc_session_tensor_data(const mpcc_session *s, int32_t t);
 
+/* Called after kernel k of a watched run with the tensors it wrote in
+ * place (mpcc_session_tensor_data); returning true stops the run there. */
+typedef bool (*mpcc_kernel_watch)(void *user, int kernel);
+/* mpcc_session_run, kernel by kernel under watch: for diagnosis (the
+ * trainer's collapse guard), on a host backend, whose tensors are host
+ * memory. */
+mpcc_status mpcc_session_run_watched(mpcc_session *s, mpcc_kernel_watch watch, void *user);
+
 /* Whole-file I/O. read: *out is malloc'd. write: to PATH.tmp, then renamed. */
 mpcc_status mpcc_read_whole_file(const char *path, void **out, size_t *out_size, mpcc_diag *d);
 mpcc_status mpcc_write_whole_file(const char *path, const void *buf, size_t size, mpcc_diag *d);

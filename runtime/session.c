@@ -305,8 +305,10 @@ mpcc_session_tensor_data(const mpcc_session *s, int32_t t)
 	return t >= 0 && t < s->plan->n_tensors ? s->tensor_ptr[t] : NULL;
 }
 
-MPCC_API mpcc_status
-mpcc_session_run(mpcc_session *s)
+/* Runs the schedule; with `watch`, calls it after every kernel and stops
+ * early (with MPCC_OK) at the first kernel for which it returns true. */
+static mpcc_status
+run_kernels(mpcc_session *s, mpcc_kernel_watch watch, void *user)
 {
 	const mpcc_plan *p = s->plan;
 	mpcc_diag d;
@@ -326,8 +328,22 @@ mpcc_session_run(mpcc_session *s)
 				mpcc_diag_error(&d, st, "kernel '%s' failed", p->kernels[k]->name);
 			return mpcc_context_fail(s->cx, &d, st);
 		}
+		if (watch && watch(user, k))
+			break;
 	}
 	return MPCC_OK;
+}
+
+MPCC_API mpcc_status
+mpcc_session_run(mpcc_session *s)
+{
+	return run_kernels(s, NULL, NULL);
+}
+
+mpcc_status
+mpcc_session_run_watched(mpcc_session *s, mpcc_kernel_watch watch, void *user)
+{
+	return run_kernels(s, watch, user);
 }
 
 MPCC_API mpcc_status

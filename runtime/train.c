@@ -27,6 +27,7 @@
 #include "frontend/onnx.h"
 #include "runtime/api_internal.h"
 #include "runtime/plan.h"
+#include "runtime/train_guard.h"
 
 #define ALIGN 64
 #define CKPT_VERSION 1
@@ -49,6 +50,8 @@ struct mpcc_trainer {
 	void **bind_p;          /* ... and where they go */
 	int n_bind;
 	mpcc_train_counts counts;
+	double guard_min_scale;   /* mpcc_trainer_set_guard; 0: off */
+	uint64_t guard_max_skips;
 };
 
 static size_t
@@ -204,6 +207,8 @@ mpcc_trainer_create(mpcc_context *cx, const mpcc_plan *plan, const char *backend
 		return mpcc_context_fail(cx, &d, MPCC_ERR_NOMEM);
 	}
 	tr->cx = cx;
+	tr->guard_min_scale = 1.0;
+	tr->guard_max_skips = 32;
 	tr->plan = plan;
 	tr->tp = plan->train;
 	st = mpcc_session_create(cx, plan, backend, &tr->s);
@@ -371,6 +376,43 @@ advance(mpcc_trainer *tr)
 	rebind(tr);
 }
 
+/* Whether the skipped step r trips the collapse guard. */
+static bool
+guard_trips(const mpcc_trainer *tr, const mpcc_train_result *r)
+{
+	return (tr->guard_max_skips && tr->counts.consecutive_skips >= tr->guard_max_skips) ||
+	       (tr->guard_min_scale > 0 && tr->tp->loss_scale >= 0 &&
+	        r->loss_scale < tr->guard_min_scale);
+}
+
+/* The guard's message into d: why it tripped and where the step first went
+ * non-finite (runtime/train_guard.c), from the inputs still bound. */
+static void
+trip(mpcc_trainer *tr, const mpcc_train_result *r, mpcc_diag *d)
+{
+	const mpcc_plan *p = tr->plan;
+	void **data = malloc(sizeof(void *) * ((size_t)p->n_inputs + 1));
+	char where[400], why[120];
+
+	if (tr->counts.consecutive_skips >= tr->guard_max_skips && tr->guard_max_skips)
+		snprintf(why, sizeof why, "%llu step%s in a row skipped",
+		         (unsigned long long)tr->counts.consecutive_skips,
+		         tr->counts.consecutive_skips == 1 ? "" : "s");
+	else
+		snprintf(why, sizeof why, "the loss scale fell to %g (floor %g)", r->loss_scale,
+		         tr->guard_min_scale);
+	if (!data) {
+		snprintf(where, sizeof where, "out of memory looking for the first non-finite value");
+	} else {
+		for (int i = 0; i < p->n_inputs; i++)
+			data[i] = mpcc_session_tensor_data(tr->s, p->inputs[i]);
+		mpcc_train_guard_explain(tr->cx, p, tr->tp->apply, data, where, sizeof where);
+	}
+	free(data);
+	mpcc_diag_error(d, MPCC_ERR_DIVERGED, "training stopped at step %llu: %s; %s",
+	                (unsigned long long)tr->counts.steps, why, where);
+}
+
 static mpcc_status
 run(mpcc_trainer *tr, const mpcc_tensor *inputs, int n, bool apply, mpcc_train_result *r)
 {
@@ -413,6 +455,12 @@ run(mpcc_trainer *tr, const mpcc_tensor *inputs, int n, bool apply, mpcc_train_r
 		} else {
 			tr->counts.consecutive_skips = 0;
 		}
+		if (r->skipped && guard_trips(tr, r)) {
+			trip(tr, r, &d);
+			advance(tr);
+			r->step = tr->counts.steps;
+			return mpcc_context_fail(tr->cx, &d, MPCC_ERR_DIVERGED);
+		}
 		advance(tr);
 	}
 	r->step = tr->counts.steps;
@@ -423,6 +471,13 @@ MPCC_API mpcc_status
 mpcc_trainer_step(mpcc_trainer *tr, const mpcc_tensor *inputs, int n, mpcc_train_result *r)
 {
 	return run(tr, inputs, n, true, r);
+}
+
+MPCC_API void
+mpcc_trainer_set_guard(mpcc_trainer *tr, double min_loss_scale, uint64_t max_consecutive_skips)
+{
+	tr->guard_min_scale = min_loss_scale > 0 ? min_loss_scale : 0;
+	tr->guard_max_skips = max_consecutive_skips;
 }
 
 MPCC_API mpcc_status

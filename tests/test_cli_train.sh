@@ -6,8 +6,8 @@
 # force_zip64, stored), so the .npz reader meets a real zip writer. Checks:
 # the inspect block, per-epoch lines, loss falling, the dropped-samples note,
 # accuracy and loss scale, --eval, --log rows, a seeded shuffle being
-# reproducible, --checkpoint/--resume continuing bit for bit, and one-line
-# errors with the right exit status. `mpcc export` gets a plan compiled from
+# reproducible, --checkpoint/--resume continuing bit for bit, the collapse
+# guard stopping on NaN data, and one-line errors with the right exit status. `mpcc export` gets a plan compiled from
 # tests/models/mlp with --train: its export without a checkpoint computes
 # what the source model does, bit for bit; with one, something else; plans
 # without a source model are refused.
@@ -50,6 +50,8 @@ savez(work + '/reg.npz', reg)
 savez(work + '/reg_deflate.npz', reg, zipfile.ZIP_DEFLATED)
 savez(work + '/reg_nolabel.npz', reg[:1])
 savez(work + '/reg_wide.npz', [reg[0], ('y', npy('<f4', (100, 2), 'f', y + y))])
+savez(work + '/reg_nan.npz', [('x', npy('<f4', (96, 3), 'f', [float('nan')] + x[1:288])),
+                            ('y', npy('<f4', (96, 1), 'f', y[:96]))])
 
 v = [1.0, 1.0, -0.5]
 for name, n in (('cls', 96), ('cls_eval', 48)):
@@ -146,6 +148,10 @@ check_error 1 "checkpoint holds 2 tensors, the plan's state has 1" \
   $t --data "$work/reg.npz" --epochs 1 --batch 16 --resume "$work/cls.ck"
 check_error 1 "not an mpcc checkpoint" \
   $t --data "$work/reg.npz" --epochs 1 --batch 16 --resume "$work/linreg.plan"
+check_error 1 "step 1 of epoch 1: training stopped at step 1: 1 step in a row skipped; input 'x' holds NaN at element 0 of f32 \[16,3\]" \
+  $t --data "$work/reg_nan.npz" --epochs 1 --batch 16 --max-skips 1
+check_error 2 "--max-skips wants a count >= 0, got '-1'" \
+  $t --data "$work/reg.npz" --epochs 1 --batch 16 --max-skips -1
 "$mpcc" train --help | grep -q "^usage: mpcc train PLAN" || fail "train --help"
 
 # export: the trained weights written into the plan's source model

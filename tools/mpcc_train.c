@@ -7,6 +7,7 @@
  * reports; the helpers they share with the other verbs are in tools/cli.h.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,11 @@ static const char usage_train[] =
 	"  --checkpoint FILE       save the state after every epoch\n"
 	"  --resume FILE           start from this checkpoint (state and step count)\n"
 	"  --backend B             cpu (LLVM JIT, default), interp (reference) or cuda\n"
+	"  --max-skips N           the collapse guard: stop after N skipped steps in a\n"
+	"                          row (default 32; 0: never)\n"
+	"  --min-loss-scale X      ... or when a skipped step's loss scale was below X\n"
+	"                          (default 1; 0: never); the message names the first\n"
+	"                          non-finite value and the ONNX nodes computing it\n"
 	"  -h, --help              this text\n"
 	"Each epoch prints its mean loss, the accuracy (argmax of the logits against\n"
 	"integer labels, when the plan has logits), the last loss scale, the skipped\n"
@@ -333,12 +339,16 @@ typedef struct train_args {
 	int64_t batch;
 	bool shuffle;
 	uint64_t seed;
+	uint64_t max_skips;    /* the collapse guard's limits */
+	double min_loss_scale;
 } train_args;
 
 static int
 parse_train_args(int argc, char **argv, train_args *a)
 {
 	memset(a, 0, sizeof(*a));
+	a->max_skips = 32;
+	a->min_loss_scale = 1;
 	for (int i = 0; i < argc; i++) {
 		const char *s = argv[i];
 		bool more = i + 1 < argc;
@@ -382,6 +392,19 @@ parse_train_args(int argc, char **argv, train_args *a)
 				return usage_error(usage_train, "--shuffle wants a seed >= 0, got '%s'",
 				                   argv[i]);
 			a->shuffle = true;
+		} else if (strcmp(s, "--max-skips") == 0 && more) {
+			errno = 0;
+			a->max_skips = strtoull(argv[++i], &end, 10);
+			if (end == argv[i] || *end || errno || argv[i][0] == '-')
+				return usage_error(usage_train, "--max-skips wants a count >= 0, got '%s'",
+				                   argv[i]);
+		} else if (strcmp(s, "--min-loss-scale") == 0 && more) {
+			errno = 0;
+			a->min_loss_scale = strtod(argv[++i], &end);
+			if (end == argv[i] || *end || errno || !(a->min_loss_scale >= 0) ||
+			    isinf(a->min_loss_scale))
+				return usage_error(usage_train,
+				                   "--min-loss-scale wants a number >= 0, got '%s'", argv[i]);
 		} else if (s[0] == '-') {
 			return usage_error(usage_train, "unknown or incomplete option '%s'", s);
 		} else if (!a->plan) {
@@ -536,6 +559,7 @@ mpcc_cli_train(int argc, char **argv)
 		rc = mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 		goto done;
 	}
+	mpcc_trainer_set_guard(tr, a.min_loss_scale, a.max_skips);
 	if ((rc = plan_batch(tr, a.batch, a.plan)) || (rc = data_load(&td, a.data, tr, a.batch)))
 		goto done;
 	if (a.eval && (rc = data_load(&ev, a.eval, tr, a.batch)))

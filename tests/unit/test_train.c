@@ -904,6 +904,90 @@ f16_gradients_underflow_without_loss_scaling(void **st)
 	assert_true(moved >= UF * C / 2);
 }
 
+/* ---------------------------------------------------------------- collapse guard */
+
+/*
+ * logits = (x W) * 1e38 in fp16, x in [1, 2) and W in [0.5, 1.5): every
+ * logit is at least 2e38, beyond f32 (and f16) range, so every step's loss
+ * and gradients are non-finite and every step is skipped. With the default
+ * dynamic scaling (2^16, halved per skip) the scale used by step 18 is 0.5,
+ * below the default floor 1: the guard stops there, naming the overflow.
+ * With scaling off, only the count of skips in a row can trip it.
+ */
+static void
+the_collapse_guard_stops_training_and_names_the_overflow(void **st)
+{
+	fx *f = *st;
+	static float gx[UB * UF], gw[UF * C];
+	static int64_t gy[UB];
+	static const float k = 1e38f;
+	mpcc_train_options o;
+	mpcc_train_result r;
+	mpcc_train_counts c;
+	uint64_t s = 7;
+	model_spec m = {
+		.batch = UB,
+		.features = UF,
+		.init = {{"W", 2, {UF, C}, gw}, {"k", 0, {0}, &k}},
+		.node = {{"MatMul", "mm", {"x", "W"}, "z"}, {"Mul", "blowup", {"z", "k"}, "logits"}},
+		.out = "logits",
+	};
+
+	for (int i = 0; i < UB * UF; i++)
+		gx[i] = (float)(1.5 + 0.5 * uniform(&s));
+	for (int i = 0; i < UF * C; i++)
+		gw[i] = (float)(1 + 0.5 * uniform(&s));
+	for (int i = 0; i < UB; i++)
+		gy[i] = (int64_t)(splitmix(&s) % C);
+	mpcc_train_options_init(&o);
+	o.label = "y";
+	o.frozen_weights = (const char *const[]){"k"};
+	o.n_frozen_weights = 1;
+	compile(f, &m, MPCC_PRECISION_FP16, &o);
+	int step = 0;
+	mpcc_status rs;
+	while ((rs = run(f, gx, UB, UF, gy, NULL, C, false, &r)) == MPCC_OK && step < 40) {
+		assert_true(r.skipped);
+		step++;
+	}
+	assert_int_equal(rs, MPCC_ERR_DIVERGED);
+	assert_int_equal(step + 1, 18); /* 2^16 * 2^-17 = 0.5 < 1 */
+	assert_true(r.skipped);
+	assert_true(r.loss_scale == 0.5);
+	mpcc_trainer_counts(f->tr, &c);
+	assert_int_equal(c.consecutive_skips, 18);
+	assert_memory_equal(state_f32(f, "W"), gw, sizeof gw);
+	const char *msg = mpcc_context_last_error(f->cx);
+	if (!strstr(msg, "training stopped at step 18: the loss scale fell to 0.5 (floor 1)") ||
+	    !strstr(msg, "the first non-finite value is 'logits', inf at element 0 of f32 [64,3], "
+	                 "computed by node 'blowup' (Mul)") || strchr(msg, '\n'))
+		fail_msg("guard message: %s", msg);
+
+	/* scaling off: three skips in a row trip a limit of three */
+	o.loss_scaling = MPCC_LOSS_SCALING_OFF;
+	compile(f, &m, MPCC_PRECISION_FP16, &o);
+	mpcc_trainer_set_guard(f->tr, 1, 3);
+	assert_int_equal(run(f, gx, UB, UF, gy, NULL, C, false, &r), MPCC_OK);
+	assert_int_equal(run(f, gx, UB, UF, gy, NULL, C, false, &r), MPCC_OK);
+	assert_int_equal(run(f, gx, UB, UF, gy, NULL, C, false, &r), MPCC_ERR_DIVERGED);
+	msg = mpcc_context_last_error(f->cx);
+	if (!strstr(msg, "training stopped at step 3: 3 steps in a row skipped") ||
+	    !strstr(msg, "computed by node 'blowup' (Mul)"))
+		fail_msg("guard message: %s", msg);
+	/* off: it never trips */
+	mpcc_trainer_set_guard(f->tr, 0, 0);
+	for (int i = 0; i < 40; i++)
+		assert_int_equal(run(f, gx, UB, UF, gy, NULL, C, false, &r), MPCC_OK);
+
+	/* a NaN in the data is named as such, before any kernel */
+	mpcc_trainer_set_guard(f->tr, 0, 1);
+	gx[5] = NAN;
+	assert_int_equal(run(f, gx, UB, UF, gy, NULL, C, false, &r), MPCC_ERR_DIVERGED);
+	msg = mpcc_context_last_error(f->cx);
+	if (!strstr(msg, "input 'x' holds NaN at element 5 of f32 [64,4]"))
+		fail_msg("guard message: %s", msg);
+}
+
 /* ---------------------------------------------------------------- errors */
 
 /* Compiling with o fails with MPCC_ERR_INVALID and one line containing want. */
@@ -1061,6 +1145,7 @@ main(void)
 		TEST(an_mlp_learns_three_blobs_in_every_precision),
 		TEST(an_inf_skips_the_step_and_the_scale_regrows),
 		TEST(f16_gradients_underflow_without_loss_scaling),
+		TEST(the_collapse_guard_stops_training_and_names_the_overflow),
 		TEST(bad_options_and_names_are_one_line_errors),
 	};
 	make_parity_data();
