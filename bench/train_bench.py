@@ -44,124 +44,27 @@ OpenMP pool slows down many times over at more than one thread, and the
 Prints the "## Training step (CPU)" section of bench/RESULTS.md (markdown);
 JSON, when given, receives the figures.
 """
-import csv
 import json
 import os
 import re
 import statistics
-import subprocess
 import sys
-import time
 
 import numpy as np
-import onnx
 import torch
-import torch.nn.functional as F
-from onnx import numpy_helper
 
-BATCH = 32
-LR, BETA1, BETA2, EPS = 3e-3, 0.9, 0.999, 1e-8
-PARITY_STEPS = 100
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from digits_torch import (BATCH, MODELS, adam, compile_plan, parity, run,  # noqa: E402
+                          torch_data, torch_epoch, torch_model)
+
 CHUNK = 10  # steps per timed chunk
 PRECISIONS = ("fp32", "bf16", "fp16")
-MODELS = {  # name: (data input, shape for --shape)
-    "mlp": ("x", "x=32x64"),
-    "cnn": ("image", "image=32x1x8x8"),
-}
-
-
-class MLP(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1 = torch.nn.Linear(64, 128)
-        self.fc2 = torch.nn.Linear(128, 10)
-
-    def forward(self, x):
-        return self.fc2(F.relu(self.fc1(x)))
-
-
-class CNN(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = torch.nn.Conv2d(1, 8, 3, padding=1)
-        self.conv2 = torch.nn.Conv2d(8, 16, 3, padding=1)
-        self.fc = torch.nn.Linear(256, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2, 2)
-        x = F.relu(self.conv2(x))
-        return self.fc(torch.flatten(x, 1))
-
-
-def torch_model(name, onnx_path):
-    """The architecture of make_digits.py with the ONNX initializers loaded by name."""
-    m = MLP() if name == "mlp" else CNN()
-    inits = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy())
-             for t in onnx.load(onnx_path).graph.initializer}
-    sd = m.state_dict()
-    if set(inits) != set(sd):
-        raise RuntimeError(f"{onnx_path}: initializers {sorted(inits)}, torch wants {sorted(sd)}")
-    for k, v in inits.items():
-        if tuple(v.shape) != tuple(sd[k].shape):
-            raise RuntimeError(f"{onnx_path}: {k} is {tuple(v.shape)}, torch wants {tuple(sd[k].shape)}")
-    m.load_state_dict(inits)
-    return m
-
-
-def adam(model):
-    return torch.optim.Adam(model.parameters(), lr=LR, betas=(BETA1, BETA2), eps=EPS,
-                            weight_decay=0)
-
-
-def torch_data(npz, inp):
-    d = np.load(npz)
-    return torch.from_numpy(d[inp].copy()), torch.from_numpy(d["label"].copy())
-
-
-def torch_epoch(model, opt, x, y, steps, autocast, losses=None):
-    """steps training steps over x, y in order; the wall time in seconds."""
-    correct = 0
-    t0 = time.perf_counter()
-    for b in range(steps):
-        xb, yb = x[b * BATCH:(b + 1) * BATCH], y[b * BATCH:(b + 1) * BATCH]
-        opt.zero_grad(set_to_none=True)
-        if autocast:
-            with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
-        else:
-            logits = model(xb)
-            loss = F.cross_entropy(logits, yb)
-        loss.backward()
-        opt.step()
-        lv = loss.item()
-        correct += int((logits.argmax(1) == yb).sum().item())
-        if losses is not None:
-            losses.append(lv)
-    return time.perf_counter() - t0
-
-
-def torch_eval(model, x, y):
-    with torch.no_grad():
-        n = x.shape[0] // BATCH
-        return sum(F.cross_entropy(model(x[b * BATCH:(b + 1) * BATCH]),
-                                   y[b * BATCH:(b + 1) * BATCH]).item() for b in range(n)) / n
-
-
-def run(cmd, env):
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {r.stderr[-800:]}")
-    return r.stdout
 
 
 def compile_plans(mpcc, digits, plans, env):
-    for name, (_, shape) in MODELS.items():
+    for name in MODELS:
         for p in PRECISIONS:
-            run([mpcc, os.path.join(digits, f"{name}.onnx"), "-o",
-                 os.path.join(plans, f"{name}_{p}.plan"), "--precision", p, "--shape", shape,
-                 "--train", "--loss", "softmax_cross_entropy", "--label", "label",
-                 "--optimizer", "adam", "--lr", repr(LR)], env)
+            compile_plan(mpcc, digits, name, p, os.path.join(plans, f"{name}_{p}.plan"), env)
 
 
 def mpcc_epoch_ms(mpcc, plan, data, epochs, env):
@@ -173,36 +76,6 @@ def mpcc_epoch_ms(mpcc, plan, data, epochs, env):
     if len(sps) != epochs:
         raise RuntimeError(f"mpcc train {plan}: {len(sps)} epoch lines, wanted {epochs}: {out}")
     return [BATCH * 1e3 / s for s in sps[1:]]
-
-
-def parity(mpcc, name, digits, plans, env):
-    inp = MODELS[name][0]
-    train = np.load(os.path.join(digits, f"{name}_train.npz"))
-    n_full = (train["label"].shape[0] // BATCH) * BATCH
-    idx = np.arange(PARITY_STEPS * BATCH) % n_full
-    pdata = os.path.join(plans, f"{name}_parity.npz")
-    np.savez(pdata, **{inp: train[inp][idx], "label": train["label"][idx]})
-    test = os.path.join(digits, f"{name}_test.npz")
-    log = os.path.join(plans, f"{name}_parity.csv")
-    out = run([mpcc, "train", os.path.join(plans, f"{name}_fp32.plan"), "--data", pdata,
-               "--epochs", "1", "--batch", str(BATCH), "--log", log, "--eval", test], env)
-    with open(log) as f:
-        m_losses = [float(r["loss"]) for r in csv.DictReader(f)]
-    m_eval = float(re.search(r"^eval 1/1: loss ([^ ,]+)", out, re.M).group(1))
-
-    model = torch_model(name, os.path.join(digits, f"{name}.onnx"))
-    opt = adam(model)
-    x, y = torch_data(pdata, inp)
-    t_losses = []
-    torch_epoch(model, opt, x, y, PARITY_STEPS, False, t_losses)
-    t_eval = torch_eval(model, *torch_data(test, inp))
-    if len(m_losses) != PARITY_STEPS:
-        raise RuntimeError(f"{log}: {len(m_losses)} steps, wanted {PARITY_STEPS}")
-    rel = [abs(a - b) / abs(b) for a, b in zip(m_losses, t_losses)]
-    return {"mpcc_loss": m_losses[-1], "torch_loss": t_losses[-1], "rel": rel[-1],
-            "max_rel": max(rel), "max_rel_step": rel.index(max(rel)) + 1,
-            "mpcc_test_loss": m_eval, "torch_test_loss": t_eval,
-            "test_rel": abs(m_eval - t_eval) / abs(t_eval)}
 
 
 def markdown(r):

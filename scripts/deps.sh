@@ -3,7 +3,8 @@
 # uses apt-get; otherwise it names what is missing and stops.
 set -euo pipefail
 pkgs=(cmake gcc make pkg-config libprotobuf-c-dev protobuf-c-compiler libonnx-dev
-      llvm-14-dev libcmocka-dev libonnx-testdata python3-numpy python3-sklearn python3-onnx)
+      llvm-14-dev libcmocka-dev libonnx-testdata python3-numpy python3-sklearn python3-onnx
+      python3-torch)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

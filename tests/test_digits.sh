@@ -15,7 +15,10 @@
 # would make a 0.5-point comparison a coin toss.
 #
 # Also checked: the mixed plans compute most FLOPs in their low dtype, and
-# the fp16 ones scale the loss dynamically. Prints a table: model,
+# the fp16 ones scale the loss dynamically; and torch (Debian's
+# python3-torch) replays the schedule with mpcc's sample order in f32 and
+# under torch.autocast bf16: mpcc's bf16 accuracy must be within 0.5 points
+# of autocast's (tests/train_torch.py accuracy). Prints a table: model,
 # precision, test accuracy, its distance to fp32, the last epoch's training
 # loss, skipped steps (non-finite gradients), the final loss scale, seconds.
 # usage: bash tests/test_digits.sh BUILD_DIR   (from the source root)
@@ -30,8 +33,8 @@ fail() { echo "test_digits: $*" >&2; exit 1; }
 BATCH=32 SEED=1 LR1=3e-3 EPOCHS1=20 LR2=3e-4 EPOCHS2=10
 MIN_ACC=97.0 MAX_GAP=0.5
 
-"$py" -c 'import sklearn, onnx, numpy' 2> /dev/null ||
-  fail "needs Debian's python3-sklearn, python3-onnx and python3-numpy (bash scripts/deps.sh as root)"
+"$py" -c 'import sklearn, onnx, numpy, torch' 2> /dev/null ||
+  fail "needs Debian's python3-sklearn, python3-onnx, python3-numpy and python3-torch (bash scripts/deps.sh as root)"
 "$py" scripts/make_digits.py "$work" > /dev/null || fail "make_digits.py failed"
 
 # run MODEL PRECISION: compiles both plans, trains, checks the plan, and
@@ -107,4 +110,8 @@ awk -v min="$MIN_ACC" -v gap="$MAX_GAP" '
     if (d > gap + 1e-9) { printf "%s %s: %.2f%% is %.2f points from fp32 (%.2f%%), more than %g\n",
                                 $1, $2, $3, d, ref[$1], gap; bad = 1 } }
   END { exit bad }' "$work/rows" >&2 || fail "accuracy below the bar (table above)"
+
+# the bf16 runs against torch.autocast: the same schedule and sample order
+"$py" tests/train_torch.py accuracy "$work" "$work/rows" "$BATCH" "$SEED" "$LR1" "$EPOCHS1" \
+  "$LR2" "$EPOCHS2" || fail "bf16 accuracy not within 0.5 points of torch.autocast (table above)"
 echo "test_digits: ok"
