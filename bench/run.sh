@@ -114,9 +114,11 @@ for dir in tests/models/*/ "$models"/*/; do
   [ -f "$dir/model.onnx" ] || continue
   echo "bench: $name" >&2
   for mode in fp32 bf16 fp16 auto; do
-    "$build/mpcc" "$dir/model.onnx" -o "$plans/$name.$mode.plan" --precision $mode >/dev/null
+    "$build/mpcc" "$dir/model.onnx" -o "$plans/$name.$mode.plan" --precision $mode \
+      --cuda-archs none >/dev/null
   done
-  "$build/mpcc" "$dir/model.onnx" -o "$plans/$name.nofuse.plan" --precision fp32 --no-fuse >/dev/null
+  "$build/mpcc" "$dir/model.onnx" -o "$plans/$name.nofuse.plan" --precision fp32 --no-fuse \
+    --cuda-archs none >/dev/null
   mem=$("$build/mpcc" inspect "$plans/$name.fp32.plan" --memory)
   unf=$("$build/mpcc" inspect "$plans/$name.nofuse.plan" --memory)
   stats="$(field "$mem" 'kernels: \([0-9]*\)') $(field "$unf" 'kernels: \([0-9]*\)')"

@@ -187,6 +187,17 @@ typedef struct mpcc_compile_options {
 	 * and searches on the inference model and decides the backward pass by
 	 * the policy. */
 	const mpcc_train_options *train;
+	/* GPU binaries stored in the plan (docs/plan-format.md, section CUDA),
+	 * so the cuda backend need not compile at load: NULL or "none" for none
+	 * (the default here, as NVRTC takes seconds per architecture);
+	 * "default" for sm_80 and sm_90 cubins and compute_90 PTX when mpcc
+	 * was built with NVRTC, else none (the mpcc tool's default; best
+	 * effort: where the CUDA emitter or NVRTC cannot, the plan is written
+	 * without them); or a list such as "80,90" or "sm_90,compute_90",
+	 * which must compile (MPCC_ERR_BACKEND or MPCC_ERR_UNSUPPORTED naming
+	 * the target otherwise; MPCC_ERR_UNSUPPORTED without NVRTC;
+	 * MPCC_ERR_INVALID when malformed). */
+	const char *cuda_archs;
 } mpcc_compile_options;
 
 /* Contexts carry the last error message. Never fails except for memory. */
@@ -280,6 +291,11 @@ MPCC_API mpcc_status mpcc_session_set_input(mpcc_session *s, const char *name, m
 MPCC_API mpcc_status mpcc_session_run(mpcc_session *s);
 /* Output i of the last run; data stays valid until the next run. */
 MPCC_API mpcc_status mpcc_session_output(mpcc_session *s, int i, mpcc_tensor *out);
+/* One line saying which backend runs the session and how: "cpu", or for
+ * cuda the device, which GPU code was loaded (a cubin or PTX from the plan,
+ * or NVRTC, cached or not) and whether runs replay a CUDA graph. Valid
+ * until the session is destroyed. */
+MPCC_API const char *mpcc_session_backend(const mpcc_session *s);
 
 /* ---------------------------------------------------------------- training
  *

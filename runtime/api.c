@@ -8,7 +8,8 @@
  * call leaves the context's message alone, so the message always describes
  * the most recent failure (mpcc.h: "the message of the last failed call").
  * Compiling is the pipeline in a row: read ONNX, run the passes, lower to
- * kernel IR, build the plan and serialise it.
+ * kernel IR, build the plan, compile its GPU images when asked, and
+ * serialise it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -133,6 +134,9 @@ compile_graph(mpcc_graph *g, const void *model, size_t model_size, const char *b
 	/* a training plan keeps its source model, for mpcc_trainer_export */
 	if (st == MPCC_OK && plan->train)
 		st = mpcc_plan_source_build(plan, g, model, model_size, d);
+	/* and any plan its GPU binaries, when asked for */
+	if (st == MPCC_OK)
+		st = mpcc_plan_cuda_build(plan, opts->cuda_archs, d);
 	if (st == MPCC_OK)
 		st = mpcc_plan_serialize(plan, out, out_size, d);
 	mpcc_plan_free(plan);
@@ -151,6 +155,10 @@ check_options(const mpcc_compile_options *opts, mpcc_diag *d)
 		                       precision_name(opts->precision));
 	if (opts->n_shapes < 0 || (opts->n_shapes > 0 && !opts->shapes))
 		return mpcc_diag_error(d, MPCC_ERR_INVALID, "shape bindings: bad count or pointer");
+	mpcc_cuda_target targets[MPCC_CUDA_MAX_TARGETS];
+	int n_targets;
+	if (mpcc_cuda_targets_parse(opts->cuda_archs, targets, &n_targets, d) != MPCC_OK)
+		return d->status;
 	if (opts->train)
 		return mpcc_train_check_options(opts->train, d);
 	return MPCC_OK;

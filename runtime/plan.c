@@ -5,11 +5,12 @@
  * to into a tensor table, copies constant values into one 64-byte aligned
  * weights blob and takes the kernels over from the lowering. The file format
  * (docs/plan-format.md) is a 64-byte header, a section table, five
- * required sections and four optional ones (KNOD, PRND, TRAN and ONNX; the
- * last two's layouts are owned by runtime/plan_train.c and
- * runtime/plan_source.c); the loader reads it with a bounds-checked cursor
- * and validates every field before anything uses it, so a damaged file is
- * refused with a message naming the section and field instead of crashing.
+ * required sections and five optional ones (KNOD, PRND, TRAN, ONNX and
+ * CUDA; the last three's layouts are owned by runtime/plan_train.c,
+ * runtime/plan_source.c and runtime/plan_cuda.c); the loader reads it
+ * with a bounds-checked cursor and validates every field before anything
+ * uses it, so a damaged file is refused with a message naming the section
+ * and field instead of crashing.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -34,8 +35,9 @@
 #define TAG_PRND TAG('P', 'R', 'N', 'D')   /* optional: precision report records */
 #define TAG_TRAN TAG('T', 'R', 'A', 'N')   /* optional: training state and roles */
 #define TAG_ONNX TAG('O', 'N', 'N', 'X')   /* optional: a training plan's source model */
+#define TAG_CUDA TAG('C', 'U', 'D', 'A')   /* optional: CUDA source and GPU images */
 #define N_SECTIONS 5 /* required sections */
-#define N_WRITTEN 9  /* known: the required ones, KNOD, PRND, TRAN and ONNX */
+#define N_WRITTEN 10 /* known: the required ones, KNOD, PRND, TRAN, ONNX and CUDA */
 
 static const char plan_magic[8] = {'M', 'P', 'C', 'C', 'P', 'L', 'A', 'N'};
 
@@ -78,6 +80,7 @@ mpcc_plan_free(mpcc_plan *p)
 	free(p->weights);
 	if (p->source)
 		free(p->source->model);
+	mpcc_plan_cuda_free(p->cuda);
 	mpcc_prec_report_destroy(p->prec_report);
 	mpcc_arena_fini(&p->arena);
 	free(p);
@@ -525,7 +528,8 @@ write_prnd(kir_writer *w, const mpcc_plan *p)
  * which precedes them, can be written with final offsets; the weights come
  * last, at a 64-byte aligned file offset, so a loader could map them.
  * PRND is written when the plan has a precision report, TRAN when it is a
- * training step plan, ONNX when it also carries its source model.
+ * training step plan, ONNX when it also carries its source model, CUDA
+ * when it was compiled with GPU images.
  */
 mpcc_status
 mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag *d)
@@ -560,6 +564,10 @@ mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag 
 	if (p->source) {
 		tags[ns] = TAG_ONNX;
 		mpcc_plan_source_write(&sec[ns++], p);
+	}
+	if (p->cuda) {
+		tags[ns] = TAG_CUDA;
+		mpcc_plan_cuda_write(&sec[ns++], p);
 	}
 	tags[ns] = TAG_WEIGHTS;
 	kir_write_bytes(&sec[ns++], p->weights, p->weights_size);
@@ -956,7 +964,7 @@ mpcc_plan_deserialize(const void *buf, size_t size, mpcc_plan **out, mpcc_diag *
 	mpcc_plan_reader sec[N_WRITTEN];
 	static const uint32_t tags[N_WRITTEN] = {TAG_WEIGHTS, TAG_TENSORS, TAG_IO, TAG_PRECISION,
 	                                         TAG_KERNELS, TAG_KNODES, TAG_PRND, TAG_TRAN,
-	                                         TAG_ONNX};
+	                                         TAG_ONNX, TAG_CUDA};
 	bool found[N_WRITTEN] = {false};
 	mpcc_plan *p;
 	char tn[5];
@@ -1049,6 +1057,7 @@ mpcc_plan_deserialize(const void *buf, size_t size, mpcc_plan **out, mpcc_diag *
 	    (found[6] && read_prnd(p, &sec[6], d) != MPCC_OK) ||
 	    (found[7] && mpcc_plan_train_read(p, sec[7].p, sec[7].size, d) != MPCC_OK) ||
 	    (found[8] && mpcc_plan_source_read(p, sec[8].p, sec[8].size, d) != MPCC_OK) ||
+	    (found[9] && mpcc_plan_cuda_read(p, sec[9].p, sec[9].size, d) != MPCC_OK) ||
 	    plan_finish(p, d) != MPCC_OK)
 		goto fail;
 	*out = p;

@@ -14,6 +14,8 @@
  * with a message naming what is wrong. A training step plan also carries
  * its state pairs and roles (section TRAN, runtime/plan_train.c) and the
  * ONNX model it was compiled from (section ONNX, runtime/plan_source.c).
+ * A plan compiled where NVRTC is available carries its kernels' CUDA source
+ * and GPU binaries (section CUDA, runtime/plan_cuda.c).
  */
 #ifndef MPCC_PLAN_H
 #define MPCC_PLAN_H
@@ -58,6 +60,29 @@ typedef struct mpcc_plan_train {
 	const char *recipe; /* one line, may be empty (arena) */
 } mpcc_plan_train;
 
+/* Kinds of GPU image in section CUDA. */
+typedef enum mpcc_cuda_image_kind {
+	MPCC_CUDA_IMAGE_CUBIN = 1, /* machine code for one architecture, sm_XY */
+	MPCC_CUDA_IMAGE_PTX = 2,   /* virtual ISA compute_XY, JIT-compiled at load */
+} mpcc_cuda_image_kind;
+
+/* One GPU binary of the plan's kernels (section CUDA). */
+typedef struct mpcc_plan_cuda_image {
+	mpcc_cuda_image_kind kind;
+	int arch;          /* 90: sm_90 (cubin) or compute_90 (PTX) */
+	int nvrtc_version; /* the NVRTC that made it: major * 1000 + minor * 10 */
+	uint8_t *data;     /* size bytes and a NUL after them (malloc'd) */
+	size_t size;
+} mpcc_plan_cuda_image;
+
+/* The plan's kernels as CUDA (optional section CUDA): the translation unit
+ * mpcc_cuda_emit prints for them, and the images NVRTC made of it. */
+typedef struct mpcc_plan_cuda {
+	char *source; /* NUL-terminated (malloc'd) */
+	int n_images;
+	mpcc_plan_cuda_image *images; /* malloc'd */
+} mpcc_plan_cuda;
+
 /* The ONNX model a training step plan was compiled from (optional section
  * ONNX), which mpcc_trainer_export writes the trained weights into. */
 typedef struct mpcc_plan_source {
@@ -94,6 +119,9 @@ struct mpcc_plan {
 	/* The source model of a training step plan (optional section ONNX;
 	 * NULL for inference plans and training plans written before it). */
 	mpcc_plan_source *source;
+	/* CUDA source and GPU images (optional section CUDA; NULL when the
+	 * plan was compiled without NVRTC or with --cuda-archs none). */
+	mpcc_plan_cuda *cuda;
 };
 
 /* Builds a plan from a lowered graph; takes the kernels out of lx. */
@@ -138,5 +166,54 @@ mpcc_status mpcc_plan_source_build(mpcc_plan *p, const mpcc_graph *g, const void
                                    size_t size, mpcc_diag *d);
 void mpcc_plan_source_write(kir_writer *w, const mpcc_plan *p);
 mpcc_status mpcc_plan_source_read(mpcc_plan *p, const uint8_t *b, size_t size, mpcc_diag *d);
+
+/* Section CUDA (runtime/plan_cuda.c). write: appends the section's bytes.
+ * read: parses and checks it (source and images; whether the source still
+ * matches the kernels is the cuda backend's check). free: NULL is fine. */
+void mpcc_plan_cuda_write(kir_writer *w, const mpcc_plan *p);
+mpcc_status mpcc_plan_cuda_read(mpcc_plan *p, const uint8_t *b, size_t size, mpcc_diag *d);
+void mpcc_plan_cuda_free(mpcc_plan_cuda *c);
+
+/* What section CUDA should hold, from a --cuda-archs value: "default"
+ * (cubins for sm_80 and sm_90, PTX for compute_90), "none", or a comma
+ * list of "80" or "sm_80" (a cubin) and "compute_90" (PTX), at most
+ * MPCC_CUDA_MAX_TARGETS, no repeats. NULL means none. *out_n is 0 for
+ * none. Errors: MPCC_ERR_INVALID naming the item. */
+#define MPCC_CUDA_MAX_TARGETS 8
+typedef struct mpcc_cuda_target {
+	mpcc_cuda_image_kind kind;
+	int arch;
+} mpcc_cuda_target;
+mpcc_status mpcc_cuda_targets_parse(const char *spec, mpcc_cuda_target *out, int *out_n,
+                                    mpcc_diag *d);
+
+/*
+ * Compiles p's kernels for the targets spec names (as above) and stores the
+ * source and images in p->cuda, replacing any. Needs NVRTC: a build
+ * without the CUDA toolkit leaves p alone for NULL, "none" and "default",
+ * and refuses any other spec with MPCC_ERR_UNSUPPORTED. "default" is best
+ * effort: architectures this NVRTC does not know are left out, and when
+ * the emitter or NVRTC fails p is left without the section (only
+ * MPCC_ERR_NOMEM is returned). For a list, errors are those of
+ * mpcc_cuda_emit and mpcc_nvrtc_compile (codegen/cuda/), naming the target.
+ */
+mpcc_status mpcc_plan_cuda_build(mpcc_plan *p, const char *spec, mpcc_diag *d);
+
+/*
+ * Whether an image runs on a device of compute capability device_arch
+ * (major * 10 + minor): a cubin for sm_XY on the same major with minor
+ * >= Y (sm_80 on 8.0, 8.6, 8.9; sm_90 on 9.0 only), PTX for compute_XY on
+ * any device >= XY (the driver JIT-compiles it).
+ */
+bool mpcc_cuda_image_runs_on(mpcc_cuda_image_kind kind, int arch, int device_arch);
+/*
+ * The images of c that run on device_arch, best first, as indices into
+ * c->images (at most max): the cubin for exactly that architecture, then
+ * compatible cubins from the highest minor down, then PTX from the highest
+ * virtual architecture down. Returns the count (0 when c is NULL).
+ */
+int mpcc_plan_cuda_candidates(const mpcc_plan_cuda *c, int device_arch, int *out, int max);
+/* "cubin sm_90" / "PTX compute_90" into buf. */
+const char *mpcc_cuda_image_name(char *buf, size_t n, mpcc_cuda_image_kind kind, int arch);
 
 #endif

@@ -8,7 +8,9 @@
  * every kernel's TEMP buffers by liveness; each input has its own buffer,
  * and for every kernel the array of buffer pointers the backend receives is
  * precomputed. mpcc_session_run therefore allocates
- * nothing and only walks the schedule.
+ * nothing and only walks the schedule, or hands it whole to a backend that
+ * runs it at once (runtime/backend.h's run: cuda, with its own device
+ * memory, reading the input buffers and writing the output ones).
  *
  * Errors are reported to the context the session was created with, which
  * must outlive the session.
@@ -321,6 +323,18 @@ run_kernels(mpcc_session *s, mpcc_kernel_watch watch, void *user)
 			return mpcc_context_fail(s->cx, &d, MPCC_ERR_INVALID);
 		}
 	}
+	if (!watch && s->be->run) {
+		mpcc_status st = s->be->run(s->state, s->kbufs, &d);
+		if (st != MPCC_OK && d.status == MPCC_OK)
+			mpcc_diag_error(&d, st, "backend '%s' failed to run the plan", s->be->name);
+		return mpcc_context_fail(s->cx, &d, st);
+	}
+	if (!s->be->run_kernel) {
+		mpcc_diag_error(&d, MPCC_ERR_UNSUPPORTED,
+		                "backend '%s' runs whole plans only, not kernel by kernel",
+		                s->be->name);
+		return mpcc_context_fail(s->cx, &d, MPCC_ERR_UNSUPPORTED);
+	}
 	for (int k = 0; k < p->n_kernels; k++) {
 		mpcc_status st = s->be->run_kernel(s->state, k, s->kbufs[k], &d);
 		if (st != MPCC_OK) {
@@ -344,6 +358,14 @@ mpcc_status
 mpcc_session_run_watched(mpcc_session *s, mpcc_kernel_watch watch, void *user)
 {
 	return run_kernels(s, watch, user);
+}
+
+MPCC_API const char *
+mpcc_session_backend(const mpcc_session *s)
+{
+	const char *line = s->be->describe ? s->be->describe(s->state) : NULL;
+
+	return line ? line : s->be->name;
 }
 
 MPCC_API mpcc_status

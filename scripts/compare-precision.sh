@@ -90,7 +90,8 @@ for m in "${models[@]}"; do
   done
   for mode in "${modes[@]}"; do
     base=$work/mpcc/$m-$mode
-    args=("$dir/model.onnx" -o "$base.plan" --precision "$mode")
+    # CPU plans: no GPU binaries, whose NVRTC seconds would count as search time
+    args=("$dir/model.onnx" -o "$base.plan" --precision "$mode" --cuda-archs none)
     [ "$json_flag" = yes ] && args+=(--dump-precision-json "$base.json")
     if [ "$mode" = auto ]; then
       [ "$calib_flag" = yes ] && args+=("${calib[@]}")

@@ -38,9 +38,9 @@ echo
 echo "== train: digits (8x8 images of 0-9) with an MLP 64-128-10, mixed precision"
 D=$B/digits
 /usr/bin/python3 scripts/make_digits.py "$D"
-train_plan() { # LR PLAN: an fp16 step plan, Adam, softmax cross entropy, batch 32
+train_plan() { # LR PLAN: an fp16 step plan, Adam, softmax cross entropy, batch 32 (CPU)
   "$B/mpcc" "$D/mlp.onnx" -o "$2" --precision fp16 --shape x=32x64 --train \
-    --loss softmax_cross_entropy --label label --optimizer adam --lr "$1"
+    --loss softmax_cross_entropy --label label --optimizer adam --lr "$1" --cuda-archs none
 }
 train_plan 3e-3 "$OUT/digits.plan"
 "$B/mpcc" inspect "$OUT/digits.plan" --precision > "$OUT/digits_precision.txt"

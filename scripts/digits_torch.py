@@ -169,10 +169,10 @@ def run(cmd, env):
 
 
 def compile_plan(mpcc, digits, name, precision, out, env, lr=LR):
-    """A step plan of make_digits.py's model: softmax cross entropy, Adam."""
+    """A step plan of make_digits.py's model for the CPU: softmax cross entropy, Adam."""
     run([mpcc, os.path.join(digits, f"{name}.onnx"), "-o", out, "--precision", precision,
          "--shape", MODELS[name][1], "--train", "--loss", "softmax_cross_entropy", "--label",
-         "label", "--optimizer", "adam", "--lr", repr(lr)], env)
+         "label", "--optimizer", "adam", "--lr", repr(lr), "--cuda-archs", "none"], env)
 
 
 def parity(mpcc, name, digits, plans, env):

@@ -4,6 +4,11 @@
 # and compares them with the CPU backend and torch's references. Writes the
 # full log and a short table (printed last) to out/gpu-check/, and copies the
 # table to bench/gpu/DATE-DEVICE.md for the lead to commit.
+# The model plans carry their GPU binaries (mpcc's default --cuda-archs), so
+# the table's "cuda code" column says which one the device took (`mpcc run`
+# prints it on stderr); test_cuda_run checks graph replay and the NVRTC
+# cache. The cache lives in out/gpu-check/cuda-cache, emptied first, so the
+# check neither depends on nor fills the user's.
 # usage: bash scripts/gpu-check.sh [BUILD_DIR]   (from the source root)
 # Only fp32 plans exist so far (the precision pass is issue 3); the f16/bf16
 # columns and the matrix-kernel benchmarks join when those land.
@@ -16,6 +21,8 @@ outdir=out/gpu-check
 mkdir -p "$outdir" bench/gpu
 log=$outdir/$stamp.log
 table=$outdir/$stamp.table.md
+export MPCC_CACHE_DIR=$PWD/$outdir/cuda-cache
+rm -rf "$MPCC_CACHE_DIR"
 : > "$log"
 say() { echo "$*" | tee -a "$log"; }
 run() { echo "+ $*" >> "$log"; "$@" >> "$log" 2>&1; }
@@ -33,6 +40,8 @@ if ! run cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DMPCC_WITH_CUDA=ON |
   exit 1
 fi
 run "$build/test_cuda_compile" && compile=pass || compile=FAIL
+# stored binaries, graph replay (same bits twice), NVRTC then the cache
+run "$build/test_cuda_run" && cuda_run=pass || cuda_run=FAIL
 
 # Conformance on the cuda backend, judged by the suite's expected outputs.
 conf() {
@@ -55,15 +64,18 @@ models_rows=""
 for dir in tests/models/*/; do
   m=$(basename "$dir")
   plan=$outdir/$m.plan
-  run "$build/mpcc" "$dir/model.onnx" -o "$plan" || { models_rows+="| $m | compile FAIL | | | | |"$'\n'; continue; }
+  run "$build/mpcc" "$dir/model.onnx" -o "$plan" || { models_rows+="| $m | compile FAIL | | | | | |"$'\n'; continue; }
   inputs=()
   for f in "$dir"/input_*.npy; do
     n=$(basename "$f" .npy); inputs+=(--input "${n#input_}=$f")
   done
+  at=$(wc -l < "$log")
   for be in cpu cuda; do
     rm -rf "$outdir/$m.$be"
     run timeout 120 "$build/mpcc" run "$plan" "${inputs[@]}" --output-dir "$outdir/$m.$be" --backend "$be"
   done
+  # "mpcc: backend: cuda: DEVICE (sm_XY), driver V; CODE; GRAPH; MEMORY"
+  code=$(tail -n +"$((at + 1))" "$log" | grep '^mpcc: backend: cuda: ' | cut -d';' -f2 | sed 's/^ //')
   vs_ref=pass; vs_cpu=pass
   for ref in "$dir"/ref_*.npy; do
     n=$(basename "$ref" .npy); n=${n#ref_}
@@ -74,21 +86,22 @@ for dir in tests/models/*/; do
     timeout 120 "$build/mpcc" run "$plan" "${inputs[@]}" --output-dir "$outdir/$m.bench" \
       --backend "$1" --bench 20 2>>"$log" | tee -a "$log" | sed -nE 's/.*median_ms=([0-9.]+).*/\1/p'
   }
-  models_rows+="| $m | $vs_ref | $vs_cpu | $(lat cpu) | $(lat cuda) |"$'\n'
+  models_rows+="| $m | $vs_ref | $vs_cpu | ${code:-?} | $(lat cpu) | $(lat cuda) |"$'\n'
 done
 
 {
   echo "# gpu-check $stamp"
   echo
-  echo "device: $device; commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); fp32 plans"
+  echo "device: $device; commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); model plans compiled with mpcc's defaults (auto precision, GPU binaries)"
   echo
   echo "| check | result |"
   echo "|---|---|"
   echo "| NVRTC compile sm_80/sm_90 (test_cuda_compile) | $compile |"
+  echo "| plan binaries, graph replay, NVRTC cache (test_cuda_run) | $cuda_run |"
   echo "| conformance, cuda backend | $conf_cuda |"
   echo
-  echo "| model | cuda vs torch (rel L2 1e-4) | cuda vs cpu (1e-5) | cpu median ms | cuda median ms |"
-  echo "|---|---|---|---:|---:|"
+  echo "| model | cuda vs torch (rel L2 1e-4) | cuda vs cpu (1e-5) | cuda code | cpu median ms | cuda median ms |"
+  echo "|---|---|---|---|---:|---:|"
   printf '%s' "$models_rows"
   echo
   echo "full log: $log"

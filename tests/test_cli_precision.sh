@@ -4,6 +4,8 @@
 # --precision` and `explain`, on tests/models/mlp in fp16. The compile-time
 # table must equal the one read back from the plan, two compiles must give
 # byte-identical JSON, and the page must reference nothing outside itself.
+# The plans carry no GPU binaries (--cuda-archs none): NVRTC would add
+# seconds a compile to a test about precision.
 # usage: bash tests/test_cli_precision.sh BUILD_DIR   (from the source root)
 set -euo pipefail
 build=${1:-build}
@@ -14,10 +16,11 @@ trap 'rm -rf "$work"' EXIT
 fail() { echo "test_cli_precision: $*" >&2; exit 1; }
 
 "$mpcc" "$model" -o "$work/a.plan" --precision fp16 --dump-precision="$work/table.txt" \
-  --dump-precision-json "$work/a.json" --report "$work/report.html" > "$work/out.txt"
+  --cuda-archs none --dump-precision-json "$work/a.json" --report "$work/report.html" \
+  > "$work/out.txt"
 [ ! -s "$work/out.txt" ] || fail "--dump-precision=FILE also wrote to stdout"
 "$mpcc" "$model" -o "$work/b.plan" --precision fp16 --dump-precision \
-  --dump-precision-json "$work/b.json" > "$work/stdout.txt"
+  --cuda-archs none --dump-precision-json "$work/b.json" > "$work/stdout.txt"
 cmp -s "$work/table.txt" "$work/stdout.txt" || fail "--dump-precision differs from =FILE"
 cmp -s "$work/a.json" "$work/b.json" || fail "two compiles gave different JSON"
 grep -q '^precision report: mode fp16, 5 nodes, 2 casts inserted$' "$work/table.txt" ||
@@ -58,7 +61,8 @@ grep -q "no node 'relu' in the plan; closest: '/Relu'" "$work/err.txt" ||
   fail "unknown node message: $(cat "$work/err.txt")"
 
 # a fp32 plan has records too; usage errors exit 2
-"$mpcc" "$model" -o "$work/c.plan" --precision fp32 --dump-precision | grep -q 'mode fp32, 5 nodes, 0 casts' ||
+"$mpcc" "$model" -o "$work/c.plan" --precision fp32 --dump-precision --cuda-archs none |
+  grep -q 'mode fp32, 5 nodes, 0 casts' ||
   fail "fp32 dump"
 set +e
 "$mpcc" explain "$work/a.plan" > /dev/null 2>&1; rc=$?

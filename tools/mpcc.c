@@ -49,6 +49,10 @@ static const char usage_compile[] =
 	"  --shape NAME=DIMS       bind input NAME's shape, e.g. x=1x3x224x224 (repeatable)\n"
 	"  --freeze NAME=FILE.npy  freeze input NAME to this value: the plan is\n"
 	"                          specialised to it (shape-deciding inputs)\n"
+	"  --cuda-archs LIST       GPU binaries stored in the plan: default (sm_80 and\n"
+	"                          sm_90 cubins, compute_90 PTX; when mpcc has NVRTC),\n"
+	"                          none, or e.g. 80,90 or sm_90,compute_90; the cuda\n"
+	"                          backend compiles at load what no stored one fits\n"
 	"  --no-fold               skip constant folding\n"
 	"  --no-fuse               skip kernel fusion (one kernel per op, for testing)\n"
 	"  --dump-ir               print the graph after the passes to stdout\n"
@@ -84,7 +88,8 @@ static const char usage_compile[] =
 static const char usage_run[] =
 	"usage: mpcc run PLAN --input NAME=FILE.npy ... --output-dir DIR [options]\n"
 	"Runs a plan and writes each output to DIR/NAME.npy (characters of NAME\n"
-	"outside [A-Za-z0-9._-] become '_'). DIR is created if missing.\n"
+	"outside [A-Za-z0-9._-] become '_'). DIR is created if missing. Says on\n"
+	"stderr which backend runs it and how (\"mpcc: backend: ...\").\n"
 	"  --input NAME=FILE.npy   value of input NAME (one per plan input)\n"
 	"  --output-dir DIR        where outputs go (required)\n"
 	"  --backend B             cpu (LLVM JIT, default), interp (reference) or cuda\n"
@@ -94,8 +99,9 @@ static const char usage_run[] =
 
 static const char usage_inspect[] =
 	"usage: mpcc inspect PLAN [--kernels] [--memory] [--precision]\n"
-	"Prints a plan's inputs, outputs, tensor count, weight bytes and kernels;\n"
-	"for a training step plan also its recipe, state pairs and roles.\n"
+	"Prints a plan's inputs, outputs, tensor count, weight bytes and kernels,\n"
+	"its stored GPU binaries (architecture, size); for a training step plan also\n"
+	"its recipe, state pairs and roles.\n"
 	"  --kernels               also print every kernel's ONNX nodes and its kernel IR\n"
 	"  --memory                also print the session's planned arena (peak bytes of\n"
 	"                          intermediates) against the sum of all intermediates,\n"
@@ -426,6 +432,7 @@ cmd_compile(int argc, char **argv)
 
 	mpcc_compile_options_init(&opts);
 	mpcc_train_options_init(&train.o);
+	opts.cuda_archs = "default"; /* the library's default is none */
 	opts.shapes = shapes;
 	opts.frozen = frozen;
 	opts.calib = calib;
@@ -520,6 +527,14 @@ cmd_compile(int argc, char **argv)
 			if (end == argv[i] || *end || errno || argv[i][0] == '-')
 				return usage_error(usage_compile, "--seed wants a number >= 0, got '%s'",
 				                   argv[i]);
+		} else if (strcmp(a, "--cuda-archs") == 0 && i + 1 < argc) {
+			mpcc_cuda_target t[MPCC_CUDA_MAX_TARGETS];
+			int n;
+			mpcc_diag d;
+			mpcc_diag_init(&d);
+			opts.cuda_archs = argv[++i];
+			if (mpcc_cuda_targets_parse(opts.cuda_archs, t, &n, &d) != MPCC_OK)
+				return usage_error(usage_compile, "%s", d.msg);
 		} else if (strcmp(a, "--low-io") == 0) {
 			opts.low_io = true;
 		} else if (strcmp(a, "--no-fold") == 0) {
@@ -707,6 +722,7 @@ cmd_run(int argc, char **argv)
 		rc = mpcc_cli_fail("%s", mpcc_context_last_error(cx));
 		goto done;
 	}
+	fprintf(stderr, "mpcc: backend: %s\n", mpcc_session_backend(s));
 	for (int i = 0; i < n_in; i++) {
 		if (mpcc_session_set_input(s, in_names[i], in_t[i].dtype, in_t[i].rank, in_t[i].dims,
 		                           in_t[i].data, in_t[i].nbytes) != MPCC_OK) {
@@ -820,6 +836,26 @@ print_training(const mpcc_plan *p)
 	print_role("apply", p, t->apply, true);
 }
 
+/* Section CUDA: the source's size and each stored GPU binary. */
+static void
+print_cuda(const mpcc_plan *p)
+{
+	char name[48];
+
+	if (!p->cuda) {
+		printf("cuda: no GPU binaries (the cuda backend compiles at load)\n");
+		return;
+	}
+	printf("cuda: source %zu bytes, %d binar%s\n", strlen(p->cuda->source), p->cuda->n_images,
+	       p->cuda->n_images == 1 ? "y" : "ies");
+	for (int i = 0; i < p->cuda->n_images; i++) {
+		const mpcc_plan_cuda_image *im = &p->cuda->images[i];
+		printf("cuda binary: %s, %zu bytes, NVRTC %d.%d\n",
+		       mpcc_cuda_image_name(name, sizeof(name), im->kind, im->arch), im->size,
+		       im->nvrtc_version / 1000, im->nvrtc_version % 1000 / 10);
+	}
+}
+
 static int
 cmd_inspect(int argc, char **argv)
 {
@@ -876,6 +912,7 @@ cmd_inspect(int argc, char **argv)
 	}
 	if (p->train)
 		print_training(p);
+	print_cuda(p);
 	if (memory) {
 		mpcc_memplan mp;
 		if (mpcc_memplan_build(p, &mp) != MPCC_OK) {

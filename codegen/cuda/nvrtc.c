@@ -31,6 +31,37 @@ mpcc_nvrtc_version(char *buf, size_t n)
 	snprintf(buf, n, "NVRTC %d.%d", major, minor);
 }
 
+int
+mpcc_nvrtc_version_number(void)
+{
+	int major = 0, minor = 0;
+
+	if (nvrtcVersion(&major, &minor) != NVRTC_SUCCESS)
+		return 0;
+	return major * 1000 + minor * 10;
+}
+
+/*
+ * Why the options are fixed: --fmad=false forbids contracting a*b+c into
+ * an FMA, which would round once where the kernel IR rounds twice and break
+ * agreement with the CPU backend; the precise division, square root and
+ * denormal settings are NVRTC's defaults, restated so a change in defaults
+ * cannot change results.
+ */
+#define OPT_FMAD "--fmad=false"
+#define OPT_DIV "--prec-div=true"
+#define OPT_SQRT "--prec-sqrt=true"
+#define OPT_FTZ "--ftz=false"
+#define OPT_STD "--std=c++17"
+static const char *const fixed_opts[] = {OPT_FMAD, OPT_DIV, OPT_SQRT, OPT_FTZ, OPT_STD};
+#define N_FIXED (sizeof(fixed_opts) / sizeof(fixed_opts[0]))
+
+const char *
+mpcc_nvrtc_options(void)
+{
+	return OPT_FMAD " " OPT_DIV " " OPT_SQRT " " OPT_FTZ " " OPT_STD;
+}
+
 static bool
 arch_supported(int sm)
 {
@@ -47,6 +78,24 @@ arch_supported(int sm)
 			ok |= archs[i] == sm;
 	free(archs);
 	return ok;
+}
+
+int
+mpcc_nvrtc_newest_arch(int at_most)
+{
+	int n = 0, *archs, best = 0;
+
+	if (nvrtcGetNumSupportedArchs(&n) != NVRTC_SUCCESS || n <= 0)
+		return 0;
+	archs = malloc(sizeof(int) * (size_t)n);
+	if (!archs)
+		return 0;
+	if (nvrtcGetSupportedArchs(archs) == NVRTC_SUCCESS)
+		for (int i = 0; i < n; i++)
+			if (archs[i] <= at_most && archs[i] > best)
+				best = archs[i];
+	free(archs);
+	return best;
 }
 
 /* The log's first line that reports an error, for a one-line message. */
@@ -68,13 +117,7 @@ first_error(const char *log, char *buf, size_t n)
 		*strchr(buf, '\n') = 0;
 }
 
-/*
- * Why the options are fixed: --fmad=false forbids contracting a*b+c into
- * an FMA, which would round once where the kernel IR rounds twice and break
- * agreement with the CPU backend; the precise division, square root and
- * denormal settings are NVRTC's defaults, restated so a change in defaults
- * cannot change results.
- */
+/* Compiles with the architecture option and fixed_opts (see above). */
 mpcc_status
 mpcc_nvrtc_compile(const char *src, const char *name, int sm, bool ptx, bool verbose,
                    mpcc_nvrtc_result *out, mpcc_diag *d)
@@ -94,11 +137,8 @@ mpcc_nvrtc_compile(const char *src, const char *name, int sm, bool ptx, bool ver
 		                       sm);
 	snprintf(arch, sizeof(arch), "--gpu-architecture=%s_%d", ptx ? "compute" : "sm", sm);
 	opts[n_opts++] = arch;
-	opts[n_opts++] = "--fmad=false";
-	opts[n_opts++] = "--prec-div=true";
-	opts[n_opts++] = "--prec-sqrt=true";
-	opts[n_opts++] = "--ftz=false";
-	opts[n_opts++] = "--std=c++17";
+	for (size_t i = 0; i < N_FIXED; i++)
+		opts[n_opts++] = fixed_opts[i];
 	if (verbose && !ptx)
 		opts[n_opts++] = "--ptxas-options=-v";
 	r = nvrtcCreateProgram(&prog, src, name, 0, NULL, NULL);

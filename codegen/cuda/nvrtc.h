@@ -37,5 +37,15 @@ void mpcc_nvrtc_result_fini(mpcc_nvrtc_result *r);
 
 /* "NVRTC 13.0" style version string into buf. */
 void mpcc_nvrtc_version(char *buf, size_t n);
+/* The newest architecture this NVRTC compiles for that is at most at_most
+ * (90 for sm_90), or 0 when none is: what PTX to make for a GPU newer than
+ * this NVRTC knows. */
+int mpcc_nvrtc_newest_arch(int at_most);
+/* The same as one number, major * 1000 + minor * 10 (13000); 0 if unknown. */
+int mpcc_nvrtc_version_number(void);
+/* The options every compile uses besides the architecture, as one string:
+ * part of the key of runtime/cuda_cache.h, so changing them here retires
+ * every cached binary. */
+const char *mpcc_nvrtc_options(void);
 
 #endif

@@ -2,7 +2,9 @@
  * test_plan.c - the plan: built from a small hand-made graph and kernel,
  * serialised and loaded back unchanged, damaged files refused with a message
  * (every header byte, sampled body bytes with the checksum repaired, every
- * truncation), and run by a session on the interpreter backend.
+ * truncation), and run by a session on the interpreter backend. Section
+ * CUDA (GPU source and binaries): a round trip, each field damaged in turn,
+ * and the rules choosing a binary for a GPU, none of which needs CUDA.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -228,6 +230,252 @@ interp_session_adds_the_weight(void **state)
 	mpcc_context_destroy(cx);
 }
 
+/* ---------------------------------------------------------------- CUDA */
+
+static const char cuda_src[] = "extern \"C\" __global__ void k_s0(float *b0) {}\n";
+static const uint8_t fake_cubin[] = {0x7f, 'E', 'L', 'F', 2, 1, 1, 0x41, 8, 0, 0, 0};
+static const char fake_ptx[] = "//\n.version 9.0\n.target sm_90\n.address_size 64\n";
+
+static void
+add_image(mpcc_plan_cuda *c, mpcc_cuda_image_kind kind, int arch, const void *data, size_t n)
+{
+	mpcc_plan_cuda_image *im = &c->images[c->n_images++];
+
+	im->kind = kind;
+	im->arch = arch;
+	im->nvrtc_version = 13000;
+	im->data = malloc(n + 1);
+	assert_non_null(im->data);
+	memcpy(im->data, data, n);
+	im->data[n] = 0;
+	im->size = n;
+}
+
+/* build_plan's plan with a CUDA section of two cubins and a PTX. */
+static void
+build_cuda_plan(uint8_t **out, size_t *out_size)
+{
+	void *buf;
+	size_t size;
+	mpcc_plan *p;
+	mpcc_diag d;
+
+	build_plan(&buf, &size);
+	mpcc_diag_init(&d);
+	assert_int_equal(mpcc_plan_deserialize(buf, size, &p, &d), MPCC_OK);
+	free(buf);
+	p->cuda = calloc(1, sizeof(*p->cuda));
+	assert_non_null(p->cuda);
+	p->cuda->source = strdup(cuda_src);
+	p->cuda->images = calloc(3, sizeof(*p->cuda->images));
+	assert_non_null(p->cuda->images);
+	add_image(p->cuda, MPCC_CUDA_IMAGE_CUBIN, 80, fake_cubin, sizeof(fake_cubin));
+	add_image(p->cuda, MPCC_CUDA_IMAGE_CUBIN, 90, fake_cubin, sizeof(fake_cubin));
+	add_image(p->cuda, MPCC_CUDA_IMAGE_PTX, 90, fake_ptx, strlen(fake_ptx));
+	assert_int_equal(mpcc_plan_serialize(p, (void **)out, out_size, &d), MPCC_OK);
+	mpcc_plan_free(p);
+}
+
+static void
+cuda_section_round_trips_and_older_plans_lack_it(void **state)
+{
+	uint8_t *buf, *buf2;
+	size_t size, size2;
+	mpcc_plan *p;
+	mpcc_diag d;
+
+	build_cuda_plan(&buf, &size);
+	mpcc_diag_init(&d);
+	assert_int_equal(mpcc_plan_deserialize(buf, size, &p, &d), MPCC_OK);
+	assert_non_null(p->cuda);
+	assert_string_equal(p->cuda->source, cuda_src);
+	assert_int_equal(p->cuda->n_images, 3);
+	assert_int_equal(p->cuda->images[1].kind, MPCC_CUDA_IMAGE_CUBIN);
+	assert_int_equal(p->cuda->images[1].arch, 90);
+	assert_int_equal(p->cuda->images[1].nvrtc_version, 13000);
+	assert_int_equal(p->cuda->images[1].size, sizeof(fake_cubin));
+	assert_memory_equal(p->cuda->images[1].data, fake_cubin, sizeof(fake_cubin));
+	assert_int_equal(p->cuda->images[2].kind, MPCC_CUDA_IMAGE_PTX);
+	assert_string_equal((char *)p->cuda->images[2].data, fake_ptx); /* NUL added */
+	assert_int_equal(mpcc_plan_serialize(p, (void **)&buf2, &size2, &d), MPCC_OK);
+	assert_int_equal(size, size2);
+	assert_memory_equal(buf, buf2, size);
+	mpcc_plan_free(p);
+	free(buf2);
+	free(buf);
+	/* a plan written without the section still loads, without it */
+	build_plan((void **)&buf, &size);
+	assert_int_equal(mpcc_plan_deserialize(buf, size, &p, &d), MPCC_OK);
+	assert_null(p->cuda);
+	mpcc_plan_free(p);
+	free(buf);
+}
+
+/* Offset of section CUDA in a serialised plan. */
+static size_t
+cuda_section(const uint8_t *b, size_t *len)
+{
+	uint32_t n;
+
+	memcpy(&n, b + 12, 4);
+	for (uint32_t i = 0; i < n; i++) {
+		const uint8_t *e = b + 64 + 24 * i;
+		if (memcmp(e, "CUDA", 4) == 0) {
+			uint64_t off;
+			memcpy(&off, e + 8, 8);
+			memcpy(len, e + 16, 8);
+			return (size_t)off;
+		}
+	}
+	fail_msg("no section CUDA");
+	return 0;
+}
+
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	memcpy(p, &v, 4);
+}
+
+/* Loads plan with its checksum repaired: refused with one line naming the
+ * section and containing want. */
+static void
+cuda_refused(uint8_t *plan, size_t n, const char *want)
+{
+	mpcc_plan *p = NULL;
+	mpcc_diag d;
+	uint64_t sum = fnv(plan + 64, n - 64);
+
+	memcpy(plan + 16, &sum, 8);
+	mpcc_diag_init(&d);
+	assert_int_equal(mpcc_plan_deserialize(plan, n, &p, &d), MPCC_ERR_INVALID);
+	assert_null(p);
+	if (strncmp(d.msg, "damaged plan: section 'CUDA': ", 30) != 0 || !strstr(d.msg, want) ||
+	    strchr(d.msg, '\n'))
+		fail_msg("message '%s', wanted '%s'", d.msg, want);
+}
+
+/*
+ * Layout (docs/plan-format.md): u32 version, u64 source length S, S bytes,
+ * u32 image count, then per image u32 kind, u32 arch, u32 NVRTC version,
+ * u32 reserved, u64 size, the bytes. Each field damaged in turn.
+ */
+static void
+a_damaged_cuda_section_is_refused(void **state)
+{
+	uint8_t *plan, *b;
+	size_t n, len = 0;
+
+	build_cuda_plan(&plan, &n);
+	size_t off = cuda_section(plan, &len);
+	size_t src_len = strlen(cuda_src), im0 = off + 4 + 8 + src_len + 4;
+	size_t im1 = im0 + 24 + sizeof(fake_cubin), im2 = im1 + 24 + sizeof(fake_cubin);
+	b = malloc(n);
+	assert_non_null(b);
+#define DAMAGED(edit, want)                                                                    \
+	do {                                                                                   \
+		memcpy(b, plan, n);                                                            \
+		edit;                                                                          \
+		cuda_refused(b, n, want);                                                      \
+	} while (0)
+	DAMAGED(put32(b + off, 2), "layout version 2, this mpcc reads 1");
+	DAMAGED(put32(b + off, 0), "layout version 0");
+	DAMAGED(put32(b + off + 4, (uint32_t)len), "source of");
+	DAMAGED(put32(b + off + 4, 0), "source of 0 bytes");
+	DAMAGED(b[off + 12 + 3] = 0, "source holds a NUL byte");
+	DAMAGED(put32(b + im0 - 4, 1000), "image count 1000 exceeds the section");
+	DAMAGED(put32(b + im0 - 4, 2), "trailing bytes");
+	DAMAGED(put32(b + im0, 3), "image 0: unknown kind 3");
+	DAMAGED(put32(b + im0 + 4, 5), "image 0: architecture 5 out of range");
+	DAMAGED(put32(b + im0 + 12, 1), "image 0 (cubin sm_80): reserved field not zero");
+	DAMAGED(put32(b + im0 + 16, 100000), "image 0 (cubin sm_80): 100000 bytes, the section");
+	DAMAGED(put32(b + im0 + 16, 0), "image 0 (cubin sm_80): 0 bytes");
+	DAMAGED(b[im0 + 24] = 0, "image 0 (cubin sm_80): not an ELF file");
+	DAMAGED(put32(b + im1 + 4, 80), "image 1 (cubin sm_80) appears twice");
+	DAMAGED(b[im2 + 24 + 5] = 0, "image 2 (PTX compute_90): PTX holds a NUL byte");
+	DAMAGED(put32(b + im2 + 16, (uint32_t)strlen(fake_ptx) - 1), "1 trailing bytes");
+#undef DAMAGED
+	/* the undamaged copy loads */
+	mpcc_plan *p;
+	mpcc_diag d;
+	mpcc_diag_init(&d);
+	assert_int_equal(mpcc_plan_deserialize(plan, n, &p, &d), MPCC_OK);
+	mpcc_plan_free(p);
+	free(b);
+	free(plan);
+}
+
+static void
+each_gpu_gets_the_binaries_that_run_on_it_best_first(void **state)
+{
+	mpcc_plan_cuda c = {0};
+	mpcc_plan_cuda_image im[4] = {
+	    {MPCC_CUDA_IMAGE_PTX, 90, 0, NULL, 0},
+	    {MPCC_CUDA_IMAGE_CUBIN, 80, 0, NULL, 0},
+	    {MPCC_CUDA_IMAGE_CUBIN, 86, 0, NULL, 0},
+	    {MPCC_CUDA_IMAGE_CUBIN, 90, 0, NULL, 0},
+	};
+	int order[8];
+
+	c.images = im;
+	c.n_images = 4;
+	assert_true(mpcc_cuda_image_runs_on(MPCC_CUDA_IMAGE_CUBIN, 80, 89));
+	assert_false(mpcc_cuda_image_runs_on(MPCC_CUDA_IMAGE_CUBIN, 86, 80));
+	assert_false(mpcc_cuda_image_runs_on(MPCC_CUDA_IMAGE_CUBIN, 80, 90));
+	assert_false(mpcc_cuda_image_runs_on(MPCC_CUDA_IMAGE_CUBIN, 90, 100));
+	assert_true(mpcc_cuda_image_runs_on(MPCC_CUDA_IMAGE_PTX, 90, 120));
+	assert_false(mpcc_cuda_image_runs_on(MPCC_CUDA_IMAGE_PTX, 90, 89));
+	/* 9.0: its cubin, then the PTX */
+	assert_int_equal(mpcc_plan_cuda_candidates(&c, 90, order, 8), 2);
+	assert_int_equal(order[0], 3);
+	assert_int_equal(order[1], 0);
+	/* 8.9: sm_86 before sm_80, no PTX (compute_90 is newer) */
+	assert_int_equal(mpcc_plan_cuda_candidates(&c, 89, order, 8), 2);
+	assert_int_equal(order[0], 2);
+	assert_int_equal(order[1], 1);
+	/* 8.6: the exact one first */
+	assert_int_equal(mpcc_plan_cuda_candidates(&c, 86, order, 8), 2);
+	assert_int_equal(order[0], 2);
+	assert_int_equal(order[1], 1);
+	/* 10.0 and 12.0: only the PTX; 7.5: nothing */
+	assert_int_equal(mpcc_plan_cuda_candidates(&c, 100, order, 8), 1);
+	assert_int_equal(order[0], 0);
+	assert_int_equal(mpcc_plan_cuda_candidates(&c, 120, order, 8), 1);
+	assert_int_equal(mpcc_plan_cuda_candidates(&c, 75, order, 8), 0);
+	assert_int_equal(mpcc_plan_cuda_candidates(NULL, 90, order, 8), 0);
+}
+
+static void
+cuda_archs_lists_are_parsed_and_checked(void **state)
+{
+	mpcc_cuda_target t[MPCC_CUDA_MAX_TARGETS];
+	mpcc_diag d;
+	int n;
+
+	mpcc_diag_init(&d);
+	assert_int_equal(mpcc_cuda_targets_parse(NULL, t, &n, &d), MPCC_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(mpcc_cuda_targets_parse("none", t, &n, &d), MPCC_OK);
+	assert_int_equal(n, 0);
+	assert_int_equal(mpcc_cuda_targets_parse("default", t, &n, &d), MPCC_OK);
+	assert_int_equal(n, 3);
+	assert_true(t[0].kind == MPCC_CUDA_IMAGE_CUBIN && t[0].arch == 80);
+	assert_true(t[1].kind == MPCC_CUDA_IMAGE_CUBIN && t[1].arch == 90);
+	assert_true(t[2].kind == MPCC_CUDA_IMAGE_PTX && t[2].arch == 90);
+	assert_int_equal(mpcc_cuda_targets_parse("86,sm_90,compute_100", t, &n, &d), MPCC_OK);
+	assert_int_equal(n, 3);
+	assert_true(t[0].kind == MPCC_CUDA_IMAGE_CUBIN && t[0].arch == 86);
+	assert_true(t[2].kind == MPCC_CUDA_IMAGE_PTX && t[2].arch == 100);
+	static const char *bad[] = {"", "80,", ",80", "sm_", "compute_", "8", "080", "80x",
+	                            "sm80", "1000", "80,80", "80,sm_80", "all"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		mpcc_diag_init(&d);
+		if (mpcc_cuda_targets_parse(bad[i], t, &n, &d) != MPCC_ERR_INVALID)
+			fail_msg("'%s' accepted", bad[i]);
+		assert_non_null(strstr(d.msg, "--cuda-archs: "));
+	}
+}
+
 int
 main(void)
 {
@@ -235,6 +483,10 @@ main(void)
 		cmocka_unit_test(plan_round_trips_unchanged),
 		cmocka_unit_test(damaged_plans_are_refused_with_a_message),
 		cmocka_unit_test(interp_session_adds_the_weight),
+		cmocka_unit_test(cuda_section_round_trips_and_older_plans_lack_it),
+		cmocka_unit_test(a_damaged_cuda_section_is_refused),
+		cmocka_unit_test(each_gpu_gets_the_binaries_that_run_on_it_best_first),
+		cmocka_unit_test(cuda_archs_lists_are_parsed_and_checked),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
