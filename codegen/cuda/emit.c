@@ -19,36 +19,24 @@
  * headers. Signed integer arithmetic is done in unsigned long
  * long and truncated, which wraps without undefined behaviour; division by
  * zero yields 0; float->int casts saturate with NaN -> 0; float min/max
- * propagate NaN. Fast paths (warp reductions, tensor-core templates,
- * vectorised loads) will be separate stage printers chosen per stage in
- * emit_stage; the generic printer stays the reference they fall back to.
+ * propagate NaN.
+ *
+ * Fast paths are separate stage printers chosen per stage in emit_stage:
+ * matrix-product stages (codegen/kir_matrix.h) that codegen/cuda/matrix.c
+ * plans go to emit_matrix.c's tiled kernels (tensor cores for f16/bf16,
+ * SIMT for f32). The generic printer stays the reference they fall back to,
+ * and every fast kernel carries it for launches of another block size.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "codegen/cuda/emit.h"
-
-typedef struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool failed;
-} sbuf;
-
-typedef struct emitter {
-	sbuf *o;
-	const kir_kernel *k;
-	mpcc_diag *d;
-	mpcc_status st;
-	uint8_t *done; /* expression printed in the current region */
-	uint8_t *mark;
-	bool vars[2 * KIR_MAX_DIMS];
-	bool acc; /* ACC readable (store region of a reduction) */
-} emitter;
+#include "codegen/cuda/emit_impl.h"
+#include "codegen/kir_matrix.h"
 
 static void
-put(sbuf *o, const char *fmt, ...)
+vput(sbuf *o, const char *fmt, va_list ap0)
 {
 	va_list ap;
 	int n;
@@ -56,7 +44,7 @@ put(sbuf *o, const char *fmt, ...)
 	if (o->failed)
 		return;
 	for (;;) {
-		va_start(ap, fmt);
+		va_copy(ap, ap0);
 		n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
 		va_end(ap);
 		if (n < 0) {
@@ -77,8 +65,42 @@ put(sbuf *o, const char *fmt, ...)
 	o->len += (size_t)n;
 }
 
-static mpcc_status
+static void __attribute__((format(printf, 2, 3)))
+put(sbuf *o, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vput(o, fmt, ap);
+	va_end(ap);
+}
+
+void
+mpcc_cuda_put(sbuf *o, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vput(o, fmt, ap);
+	va_end(ap);
+}
+
+static mpcc_status __attribute__((format(printf, 3, 4)))
 fail(emitter *e, mpcc_status st, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (e->st == MPCC_OK) {
+		e->st = st;
+		va_start(ap, fmt);
+		mpcc_diag_verror(e->d, st, fmt, ap);
+		va_end(ap);
+	}
+	return st;
+}
+
+mpcc_status
+mpcc_cuda_fail(emitter *e, mpcc_status st, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -114,7 +136,12 @@ mpcc_cuda_stage_launch(const kir_kernel *k, int stage, unsigned *grid, unsigned 
 {
 	const kir_stage *st = &k->stages[stage];
 	int64_t n = par_total(st), blocks = (n + MPCC_CUDA_BLOCK - 1) / MPCC_CUDA_BLOCK;
+	mpcc_cuda_matrix m;
 
+	if (mpcc_cuda_matrix_plan(k, stage, -1, &m)) {
+		mpcc_cuda_matrix_launch(&m, grid, block);
+		return;
+	}
 	if (st->serial) {
 		*grid = *block = 1;
 		return;
@@ -197,8 +224,8 @@ reg_type(mpcc_dtype t)
 }
 
 /* The C type of an element of dtype t in memory. */
-static const char *
-mem_type(mpcc_dtype t)
+const char *
+mpcc_cuda_mem_type(mpcc_dtype t)
 {
 	if (t == MPCC_DTYPE_F16 || t == MPCC_DTYPE_BF16)
 		return "unsigned short";
@@ -616,33 +643,13 @@ emit_one(emitter *e, int32_t i)
 	return MPCC_OK;
 }
 
-/* Operands of expression x that are expressions: bit 0 a, bit 1 b, bit 2 c. */
-static unsigned
-operand_mask(const kir_expr *x)
-{
-	switch (x->op) {
-	case KIR_CONST:
-	case KIR_VAR:
-	case KIR_ACC:
-		return 0;
-	case KIR_LOAD:
-		return 2;
-	case KIR_CAST:
-		return 1;
-	case KIR_SELECT:
-		return 7;
-	default:
-		return x->op < KIR_ADD ? 1 : 3;
-	}
-}
-
 /*
  * Prints expression root and whatever it needs that the current region has
  * not printed yet: mark the needed set downward from root, print upward, so
  * deep chains need no recursion.
  */
-static mpcc_status
-emit_expr(emitter *e, int32_t root)
+mpcc_status
+mpcc_cuda_expr(emitter *e, int32_t root)
 {
 	const kir_kernel *k = e->k;
 
@@ -656,7 +663,7 @@ emit_expr(emitter *e, int32_t root)
 	for (int32_t i = root; i >= 0; i--) {
 		const kir_expr *x = &k->exprs[i];
 		int32_t ops[3] = {x->a, x->b, x->c};
-		unsigned m = operand_mask(x);
+		unsigned m = kir_operand_mask(x);
 
 		if (!e->mark[i] || e->done[i])
 			continue;
@@ -680,8 +687,8 @@ emit_expr(emitter *e, int32_t root)
 	return MPCC_OK;
 }
 
-static void
-clear_region(emitter *e)
+void
+mpcc_cuda_clear_region(emitter *e)
 {
 	memset(e->done, 0, (size_t)(e->k->n_exprs > 0 ? e->k->n_exprs : 1));
 }
@@ -760,7 +767,7 @@ emit_reduction(emitter *e, const kir_stage *st)
 		}
 		put(e->o, ";\n");
 	}
-	if (emit_expr(e, v))
+	if (mpcc_cuda_expr(e, v))
 		return e->st;
 	if (is_arg(red)) {
 		const char *op = red == KIR_RED_ARGMAX        ? ">"
@@ -790,13 +797,13 @@ emit_reduction(emitter *e, const kir_stage *st)
 	put(e->o, "\t}\n");
 	for (int r = 0; r < st->n_red; r++)
 		e->vars[st->n_par + r] = false;
-	clear_region(e);
+	mpcc_cuda_clear_region(e);
 	e->acc = true;
 	return MPCC_OK;
 }
 
-static mpcc_status
-emit_store(emitter *e, const kir_store *s)
+mpcc_status
+mpcc_cuda_store(emitter *e, const kir_store *s)
 {
 	const kir_buf *bf;
 
@@ -804,7 +811,7 @@ emit_store(emitter *e, const kir_store *s)
 		return fail(e, MPCC_ERR_INVALID, "kernel %s: store to buffer %d", e->k->name,
 		            s->buf);
 	bf = &e->k->bufs[s->buf];
-	if (emit_expr(e, s->index) || emit_expr(e, s->value))
+	if (mpcc_cuda_expr(e, s->index) || mpcc_cuda_expr(e, s->value))
 		return e->st;
 	put(e->o, "\t\tb%d[e%d] = ", s->buf, s->index);
 	if (bf->dtype == MPCC_DTYPE_F16)
@@ -818,28 +825,18 @@ emit_store(emitter *e, const kir_store *s)
 	return MPCC_OK;
 }
 
-/*
- * The generic stage printer: one thread per point of the flattened parallel
- * domain (grid-stride), vars decoded innermost first. A serial stage runs
- * every point on thread 0 of block 0, in order.
- */
-static mpcc_status
-emit_stage(emitter *e, int si)
+mpcc_status
+mpcc_cuda_signature(emitter *e, int si, bool one_block)
 {
 	const kir_kernel *k = e->k;
-	const kir_stage *st = &k->stages[si];
 	char name[96];
 
-	if (st->n_par < 0 || st->n_par > KIR_MAX_DIMS || st->n_red < 0 ||
-	    st->n_red > KIR_MAX_DIMS || st->n_store < 0 || st->n_store > KIR_MAX_STORES ||
-	    (st->n_red > 0 && st->red_op == KIR_RED_NONE) || st->red_op > KIR_RED_ARGMIN_LAST ||
-	    (st->red_op != KIR_RED_NONE && (st->red_value < 0 || st->red_value >= k->n_exprs)))
-		return fail(e, MPCC_ERR_INVALID, "kernel %s: stage %d is malformed", k->name, si);
 	if (!mpcc_cuda_stage_name(name, sizeof(name), k, si))
 		return fail(e, MPCC_ERR_INVALID, "kernel %s: name too long", k->name);
-	put(e->o, "extern \"C\" __global__ void __launch_bounds__(%d)\n%s(", MPCC_CUDA_BLOCK, name);
+	put(e->o, "extern \"C\" __global__ void __launch_bounds__(%d%s)\n%s(", MPCC_CUDA_BLOCK,
+	    one_block ? ", 1" : "", name);
 	for (int i = 0; i < k->n_bufs; i++) {
-		const char *mt = mem_type(k->bufs[i].dtype);
+		const char *mt = mpcc_cuda_mem_type(k->bufs[i].dtype);
 		if (!mt)
 			return fail(e, MPCC_ERR_INVALID, "kernel %s: buffer %d has no dtype",
 			            k->name, i);
@@ -848,14 +845,20 @@ emit_stage(emitter *e, int si)
 	if (k->n_bufs == 0)
 		put(e->o, "void");
 	put(e->o, ")\n{\n");
+	return MPCC_OK;
+}
+
+/*
+ * The generic body: one thread per point of the flattened parallel domain
+ * (grid-stride), vars decoded innermost first. A serial stage runs every
+ * point on thread 0 of block 0, in order.
+ */
+mpcc_status
+mpcc_cuda_generic_body(emitter *e, const kir_stage *st)
+{
 	memset(e->vars, 0, sizeof(e->vars));
 	e->acc = false;
-	clear_region(e);
-	if (par_total(st) == 0) {
-		/* an empty domain: nothing to run (and no division by a zero extent) */
-		put(e->o, "}\n\n");
-		return MPCC_OK;
-	}
+	mpcc_cuda_clear_region(e);
 	if (st->serial)
 		put(e->o,
 		    "\tif (blockIdx.x != 0 || threadIdx.x != 0)\n\t\treturn;\n"
@@ -883,9 +886,40 @@ emit_stage(emitter *e, int si)
 		return e->st;
 	put(e->o, "\t{\n");
 	for (int s = 0; s < st->n_store; s++)
-		if (emit_store(e, &st->store[s]))
+		if (mpcc_cuda_store(e, &st->store[s]))
 			return e->st;
-	put(e->o, "\t}\n\t}\n}\n\n");
+	put(e->o, "\t}\n\t}\n");
+	memset(e->vars, 0, sizeof(e->vars));
+	e->acc = false;
+	mpcc_cuda_clear_region(e);
+	return MPCC_OK;
+}
+
+/*
+ * One stage: a matrix-product stage that codegen/cuda/matrix.c plans as a
+ * tiled kernel goes to emit_matrix.c; every other stage gets the generic
+ * body, the reference the fast paths fall back to.
+ */
+static mpcc_status
+emit_stage(emitter *e, int si)
+{
+	const kir_kernel *k = e->k;
+	const kir_stage *st = &k->stages[si];
+	mpcc_cuda_matrix m;
+
+	if (st->n_par < 0 || st->n_par > KIR_MAX_DIMS || st->n_red < 0 ||
+	    st->n_red > KIR_MAX_DIMS || st->n_store < 0 || st->n_store > KIR_MAX_STORES ||
+	    (st->n_red > 0 && st->red_op == KIR_RED_NONE) || st->red_op > KIR_RED_ARGMIN_LAST ||
+	    (st->red_op != KIR_RED_NONE && (st->red_value < 0 || st->red_value >= k->n_exprs)))
+		return fail(e, MPCC_ERR_INVALID, "kernel %s: stage %d is malformed", k->name, si);
+	if (mpcc_cuda_matrix_plan(k, si, e->variant, &m))
+		return mpcc_cuda_emit_matrix(e, si, &m);
+	if (mpcc_cuda_signature(e, si, false))
+		return e->st;
+	/* an empty domain runs nothing (and must not divide by a zero extent) */
+	if (par_total(st) != 0 && mpcc_cuda_generic_body(e, st))
+		return e->st;
+	put(e->o, "}\n\n");
 	return MPCC_OK;
 }
 
@@ -912,6 +946,13 @@ mpcc_status
 mpcc_cuda_emit(kir_kernel *const *kernels, int n_kernels, bool with_prelude, char **out,
                mpcc_diag *d)
 {
+	return mpcc_cuda_emit_variant(kernels, n_kernels, with_prelude, -1, out, d);
+}
+
+mpcc_status
+mpcc_cuda_emit_variant(kir_kernel *const *kernels, int n_kernels, bool with_prelude, int variant,
+                       char **out, mpcc_diag *d)
+{
 	sbuf o = {0};
 	emitter e;
 
@@ -919,13 +960,14 @@ mpcc_cuda_emit(kir_kernel *const *kernels, int n_kernels, bool with_prelude, cha
 	memset(&e, 0, sizeof(e));
 	e.o = &o;
 	e.d = d;
+	e.variant = variant;
 	o.cap = 1 << 16;
 	o.p = malloc(o.cap);
 	if (!o.p)
 		return mpcc_diag_error(d, MPCC_ERR_NOMEM, "cuda: out of memory emitting source");
 	o.p[0] = 0;
 	if (with_prelude)
-		put(&o, "%s", prelude);
+		put(&o, "%s%s", prelude, mpcc_cuda_matrix_prelude);
 	for (int i = 0; i < n_kernels && e.st == MPCC_OK; i++) {
 		for (int j = 0; j < i; j++)
 			if (strcmp(kernels[j]->name, kernels[i]->name) == 0)

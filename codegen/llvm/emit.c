@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen/kir_matrix.h"
 #include "codegen/llvm/emit.h"
 #include "codegen/llvm/emit_impl.h"
 #include "codegen/llvm/jit.h"
@@ -732,25 +733,6 @@ emit_one(emitter *e, int32_t i) {
 	return r;
 }
 
-/* Operands of expression x that are expressions: bit 0 a, bit 1 b, bit 2 c. */
-unsigned
-mpcc_llvm_operand_mask(const kir_expr *x) {
-	switch (x->op) {
-	case KIR_CONST:
-	case KIR_VAR:
-	case KIR_ACC:
-		return 0;
-	case KIR_LOAD:
-		return 2;
-	case KIR_CAST:
-		return 1;
-	case KIR_SELECT:
-		return 7;
-	default:
-		return x->op < KIR_ADD ? 1 : 3;
-	}
-}
-
 /*
  * Emits expression root and whatever it needs that the current region has
  * not emitted yet. Operands always have smaller indices, so marking the
@@ -773,7 +755,7 @@ mpcc_llvm_expr(emitter *e, int32_t root) {
 	for (int32_t i = root; i >= 0; i--) {
 		const kir_expr *x = &k->exprs[i];
 		int32_t ops[3] = {x->a, x->b, x->c};
-		unsigned m = mpcc_llvm_operand_mask(x);
+		unsigned m = kir_operand_mask(x);
 
 		if (!e->mark[i] || e->val[i])
 			continue;
@@ -1005,47 +987,6 @@ mpcc_llvm_coef_of(const kir_kernel *k, int32_t x, int v, int depth) {
 }
 
 /*
- * Whether any expression a stage evaluates loads a buffer the stage stores
- * to. Blocking evaluates several points' reductions before their stores, so a
- * stage that reads its own output must keep one point at a time.
- */
-bool
-mpcc_llvm_reads_own_stores(emitter *e, const kir_stage *st) {
-	const kir_kernel *k = e->k;
-	int32_t top = st->red_value;
-	bool hit = false;
-
-	for (int s = 0; s < st->n_store; s++) {
-		top = st->store[s].index > top ? st->store[s].index : top;
-		top = st->store[s].value > top ? st->store[s].value : top;
-	}
-	if (top < 0 || top >= k->n_exprs)
-		return true;
-	memset(e->mark, 0, (size_t)top + 1);
-	if (st->red_value >= 0)
-		e->mark[st->red_value] = 1;
-	for (int s = 0; s < st->n_store; s++) {
-		if (st->store[s].index < 0 || st->store[s].value < 0)
-			return true;
-		e->mark[st->store[s].index] = e->mark[st->store[s].value] = 1;
-	}
-	for (int32_t i = top; i >= 0 && !hit; i--) {
-		const kir_expr *x = &k->exprs[i];
-		int32_t ops[3] = {x->a, x->b, x->c};
-		unsigned m = mpcc_llvm_operand_mask(x);
-
-		if (!e->mark[i])
-			continue;
-		for (int s = 0; x->op == KIR_LOAD && s < st->n_store; s++)
-			hit |= x->a == st->store[s].buf;
-		for (int j = 0; j < 3; j++)
-			if ((m & (1u << j)) && ops[j] >= 0 && ops[j] < i)
-				e->mark[ops[j]] = 1;
-	}
-	return hit;
-}
-
-/*
  * Why reductions are blocked: a matrix product or convolution lowers to a
  * loop nest whose innermost loop is the reduction, one accumulator per
  * output point, which LLVM cannot vectorise without reassociating the sum
@@ -1064,7 +1005,7 @@ block_width(emitter *e, const kir_stage *st) {
 
 	if (st->n_par < 1 || st->n_red < 1 || st->par_ext[inner] < BLOCK ||
 	    !(r == KIR_RED_SUM || r == KIR_RED_PROD || r == KIR_RED_MAX || r == KIR_RED_MIN) ||
-	    mpcc_llvm_reads_own_stores(e, st))
+	    kir_reads_own_stores(e->k, st))
 		return 0;
 	if (st->par_ext[inner] < BLOCK_WIDE)
 		return BLOCK;

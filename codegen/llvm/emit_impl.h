@@ -54,8 +54,6 @@ typedef struct emitter {
  * or a var changes. NULL on error (e->st set). */
 LLVMValueRef mpcc_llvm_expr(emitter *e, int32_t root);
 void mpcc_llvm_clear_cache(emitter *e);
-/* Operands of x that are expressions: bit 0 a, bit 1 b, bit 2 c. */
-unsigned mpcc_llvm_operand_mask(const kir_expr *x);
 
 /* A counted loop over [lo, hi) with step 1 (loop_close) or step
  * (loop_close_by); the builder is left in the body, then after the exit. */
@@ -69,8 +67,6 @@ mpcc_status mpcc_llvm_store(emitter *e, const kir_store *s);
 /* The coefficient of var v in index x when x is an affine sum of vars and
  * constants; -1 otherwise. */
 int64_t mpcc_llvm_coef_of(const kir_kernel *k, int32_t x, int v, int depth);
-/* Whether the stage loads a buffer it stores to. */
-bool mpcc_llvm_reads_own_stores(emitter *e, const kir_stage *st);
 
 /* Emits stage st as a blocked matrix product into the current function
  * (the builder at the end of its entry block, e->bufs set) when the stage

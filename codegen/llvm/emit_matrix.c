@@ -8,7 +8,9 @@
  * group V of consecutive dims (flattened). That is C[s, v] = sum_k Q[s, k] *
  * P[k, v] batched over the other parallel dims: MatMul and Gemm (either
  * operand transposed), and Conv as an implicit GEMM (V = the output pixels,
- * S = the output channels, P the im2col column of the input).
+ * S = the output channels, P the im2col column of the input). The
+ * recognition is shared with the CUDA emitter (codegen/kir_matrix.h); the
+ * choice among its splits is this file's cost model.
  *
  * The approach is BLIS's. For one "unit" (a batch point, a panel of NR
  * consecutive V points, a block of S rows) P is packed once into a
@@ -32,11 +34,11 @@
  * a small cost model (compute, packing, broadcast evaluation) and the
  * host's vector width.
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "codegen/kir_matrix.h"
 #include "codegen/llvm/emit_impl.h"
 #include "codegen/llvm/jit.h"
 
@@ -75,101 +77,6 @@ c64(emitter *e, int64_t v) {
 	return LLVMConstInt(e->t_i64, (unsigned long long)v, 1);
 }
 
-/* An integer expression's value range over the loop domain, when known. */
-typedef struct span {
-	bool known;
-	int64_t lo, hi;
-} span;
-
-/* The range of a binary integer op from its operands' ranges, where it is
- * simple to bound (vars, constants, +, -, * and / by constants, min, max). */
-static span
-span_of(const kir_expr *x, span a, span b) {
-	span r = {false, 0, 0};
-	int64_t c[4];
-
-	if (!a.known || !b.known)
-		return r;
-	switch (x->op) {
-	case KIR_ADD:
-		r.known = !__builtin_add_overflow(a.lo, b.lo, &r.lo) &&
-		          !__builtin_add_overflow(a.hi, b.hi, &r.hi);
-		return r;
-	case KIR_SUB:
-		r.known = !__builtin_sub_overflow(a.lo, b.hi, &r.lo) &&
-		          !__builtin_sub_overflow(a.hi, b.lo, &r.hi);
-		return r;
-	case KIR_MUL:
-		if (__builtin_mul_overflow(a.lo, b.lo, &c[0]) || __builtin_mul_overflow(a.lo, b.hi, &c[1]) ||
-		    __builtin_mul_overflow(a.hi, b.lo, &c[2]) || __builtin_mul_overflow(a.hi, b.hi, &c[3]))
-			return r;
-		r.lo = r.hi = c[0];
-		for (int i = 1; i < 4; i++) {
-			r.lo = c[i] < r.lo ? c[i] : r.lo;
-			r.hi = c[i] > r.hi ? c[i] : r.hi;
-		}
-		r.known = true;
-		return r;
-	case KIR_DIV:
-		if (b.lo != b.hi || b.lo <= 0 || a.lo < 0)
-			return r;
-		return (span){true, a.lo / b.lo, a.hi / b.lo};
-	case KIR_MIN:
-		return (span){true, a.lo < b.lo ? a.lo : b.lo, a.hi < b.hi ? a.hi : b.hi};
-	case KIR_MAX:
-		return (span){true, a.lo > b.lo ? a.lo : b.lo, a.hi > b.hi ? a.hi : b.hi};
-	default:
-		return r;
-	}
-}
-
-/*
- * Var-dependence bit masks of expressions 0..top; false when one of them
- * cannot be classified (ACC, a bad operand). An I64 expression whose value
- * is the same at every point depends on nothing: Conv's group index
- * m / (M / group) is always 0 with one group, and must not tie the input
- * to the output channel.
- */
-static bool
-var_deps(const kir_kernel *k, const kir_stage *st, int32_t top, uint32_t *dep, span *sp) {
-	for (int32_t i = 0; i <= top; i++) {
-		const kir_expr *x = &k->exprs[i];
-		int32_t ops[3] = {x->a, x->b, x->c};
-		unsigned msk = mpcc_llvm_operand_mask(x);
-		uint32_t d = 0;
-
-		sp[i].known = false;
-		if (x->op == KIR_ACC)
-			return false;
-		if (x->op == KIR_VAR) {
-			int v = x->a;
-
-			if (v < 0 || v >= st->n_par + st->n_red)
-				return false;
-			d = 1u << v;
-			sp[i] = (span){true, 0,
-			               (v < st->n_par ? st->par_ext[v] : st->red_ext[v - st->n_par]) - 1};
-		}
-		for (int j = 0; j < 3; j++) {
-			if (!(msk & (1u << j)))
-				continue;
-			if (ops[j] < 0 || ops[j] >= i)
-				return false;
-			d |= dep[ops[j]];
-		}
-		if (x->dtype == MPCC_DTYPE_I64) {
-			if (x->op == KIR_CONST)
-				sp[i] = (span){true, x->imm.i, x->imm.i};
-			else if (x->op >= KIR_ADD && x->op <= KIR_MAX)
-				sp[i] = span_of(x, sp[x->a], sp[x->b]);
-			if (sp[i].known && sp[i].lo == sp[i].hi)
-				d = 0;
-		}
-		dep[i] = d;
-	}
-	return true;
-}
-
 /* Distinct expressions under root that cost an instruction per evaluation. */
 static int
 tree_size(emitter *e, int32_t root) {
@@ -181,7 +88,7 @@ tree_size(emitter *e, int32_t root) {
 	for (int32_t i = root; i >= 0; i--) {
 		const kir_expr *x = &k->exprs[i];
 		int32_t ops[3] = {x->a, x->b, x->c};
-		unsigned msk = mpcc_llvm_operand_mask(x);
+		unsigned msk = kir_operand_mask(x);
 
 		if (!e->mark[i])
 			continue;
@@ -206,7 +113,7 @@ first_load(emitter *e, int32_t root) {
 	for (int32_t i = root; i >= 0; i--) {
 		const kir_expr *x = &k->exprs[i];
 		int32_t ops[3] = {x->a, x->b, x->c};
-		unsigned msk = mpcc_llvm_operand_mask(x);
+		unsigned msk = kir_operand_mask(x);
 
 		if (!e->mark[i])
 			continue;
@@ -246,116 +153,61 @@ plan_split(mx *m, int qn, int pn) {
 }
 
 /*
- * Recognises the stage and picks the dims. The candidates are every S dim
- * and every run V of consecutive other dims, with either factor packed;
- * the cheapest valid one wins.
+ * Recognises the stage (codegen/kir_matrix.h) and picks the dims: of every
+ * split kir_matrix_next_split offers, the cheapest by plan_split's model.
  */
 static bool
 plan(emitter *e, const kir_stage *st, mx *best) {
 	const kir_kernel *k = e->k;
-	int32_t rv = st->red_value, mul = rv, cond = -1, f[2];
-	uint32_t *dep;
-	span *sp;
-	int qn[2], pn[2], regs, budget;
+	int qn[2], pn[2], regs, budget, it = 0;
 	bool found = false;
+	kir_matrix km;
+	kir_matrix_split sp;
 	mx m;
 
-	if (st->red_op != KIR_RED_SUM || st->acc_dtype != MPCC_DTYPE_F32 || st->n_par < 2 ||
-	    st->n_red < 1 || st->serial || rv < 0 || rv >= k->n_exprs || e->vec_bits < 128)
-		return false;
-	if (k->exprs[rv].op == KIR_SELECT) {
-		const kir_expr *z = &k->exprs[k->exprs[rv].c];
-
-		if (k->exprs[rv].c < 0 || z->op != KIR_CONST || z->dtype != MPCC_DTYPE_F32 ||
-		    z->imm.f != 0.0 || signbit(z->imm.f))
-			return false;
-		cond = k->exprs[rv].a;
-		mul = k->exprs[rv].b;
-	}
-	if (mul < 0 || k->exprs[mul].op != KIR_MUL || k->exprs[mul].dtype != MPCC_DTYPE_F32)
+	if (e->vec_bits < 128 || !kir_matrix_match(k, st, &km))
 		return false;
 	memset(&m, 0, sizeof(m));
 	m.st = st;
-	m.k_tot = 1;
-	for (int r = 0; r < st->n_red; r++) {
-		if (st->red_ext[r] <= 0)
-			return false;
-		m.k_tot *= st->red_ext[r];
-	}
-	for (int p = 0; p < st->n_par; p++)
-		if (st->par_ext[p] <= 0)
-			return false;
+	m.k_tot = km.k_tot;
 	m.vl = e->vec_bits / 32;
 	regs = e->vec_bits >= 512 ? 32 : 16;
 	budget = regs / 2;
 	m.nrv = 2;
 	while (m.nrv > 1 && m.k_tot * m.vl * m.nrv > MX_PANEL_FLOATS)
 		m.nrv--;
-	if (m.k_tot * m.vl * m.nrv > MX_PANEL_FLOATS)
+	if (m.k_tot * m.vl * m.nrv > MX_PANEL_FLOATS) {
+		kir_matrix_fini(&km);
 		return false;
+	}
 	m.nr = m.vl * m.nrv;
 	m.mr = budget / m.nrv;
-	if (mpcc_llvm_reads_own_stores(e, st))
-		return false;
-	dep = calloc((size_t)rv + 1, sizeof(*dep));
-	sp = calloc((size_t)rv + 1, sizeof(*sp));
-	if (!dep || !sp || !var_deps(k, st, rv, dep, sp)) {
-		free(dep);
-		free(sp);
-		return false;
-	}
-	free(sp);
-	f[0] = k->exprs[mul].a;
-	f[1] = k->exprs[mul].b;
 	for (int i = 0; i < 2; i++) {
-		qn[i] = tree_size(e, f[i]);
+		qn[i] = tree_size(e, km.f[i]);
 		pn[i] = qn[i];
 	}
-	for (int s = 0; s < st->n_par; s++) {
-		for (int lo = 0; lo < st->n_par; lo++) {
-			for (int hi = lo; hi < st->n_par; hi++) {
-				uint32_t vm = 0, sm = 1u << s;
+	while (kir_matrix_next_split(&km, st, &it, &sp)) {
+		int w = sp.q_first ? 1 : 0;
 
-				if (s >= lo && s <= hi)
-					continue;
-				for (int d = lo; d <= hi; d++)
-					vm |= 1u << d;
-				for (int w = 0; w < 2; w++) {
-					int32_t p = f[w], q = f[1 - w];
-
-					if ((dep[p] & sm) || (dep[q] & vm))
-						continue;
-					m.cond = cond;
-					if (cond >= 0 && (dep[cond] & sm) && (dep[cond] & vm))
-						continue;
-					m.cond_packed = cond >= 0 && !(dep[cond] & sm);
-					m.p = p;
-					m.q = q;
-					m.q_first = w == 1;
-					m.vlo = lo;
-					m.vhi = hi;
-					m.s = s;
-					m.ext_v = 1;
-					for (int d = lo; d <= hi; d++)
-						m.ext_v *= st->par_ext[d];
-					m.ext_s = st->par_ext[s];
-					m.n_b = 1;
-					m.n_batch = 0;
-					for (int d = 0; d < st->n_par; d++) {
-						if (d == s || (d >= lo && d <= hi))
-							continue;
-						m.batch[m.n_batch++] = d;
-						m.n_b *= st->par_ext[d];
-					}
-					plan_split(&m, qn[1 - w], pn[w]);
-					if (!found || m.cost < best->cost)
-						*best = m;
-					found = true;
-				}
-			}
-		}
+		m.p = sp.p;
+		m.q = sp.q;
+		m.cond = km.cond;
+		m.q_first = sp.q_first;
+		m.cond_packed = sp.cond_on_p;
+		m.vlo = sp.vlo;
+		m.vhi = sp.vhi;
+		m.s = sp.s;
+		m.ext_v = sp.ext_v;
+		m.ext_s = sp.ext_s;
+		m.n_b = sp.n_b;
+		m.n_batch = sp.n_batch;
+		memcpy(m.batch, sp.batch, sizeof(m.batch));
+		plan_split(&m, qn[1 - w], pn[w]);
+		if (!found || m.cost < best->cost)
+			*best = m;
+		found = true;
 	}
-	free(dep);
+	kir_matrix_fini(&km);
 	if (found) {
 		int32_t ld = first_load(e, best->p);
 		int64_t r = mpcc_jit_stage_range(st), prod;

@@ -1,0 +1,70 @@
+/*
+ * emit_impl.h - the CUDA emitter's state and the helpers emit.c shares with
+ * emit_matrix.c. Private to codegen/cuda/.
+ *
+ * emit.c owns the text of expressions (numerics, f16/bf16 rounding), the
+ * generic stage body and the stores; emit_matrix.c prints the tiled matrix
+ * kernels and reuses those helpers for everything that is not the product
+ * itself (index maps, gathering the factors, the fused epilogue), so both
+ * paths compute every value with the same text.
+ */
+#ifndef MPCC_CUDA_EMIT_IMPL_H
+#define MPCC_CUDA_EMIT_IMPL_H
+
+#include "codegen/cuda/emit.h"
+#include "codegen/cuda/matrix.h"
+
+typedef struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool failed;
+} sbuf;
+
+typedef struct emitter {
+	sbuf *o;
+	const kir_kernel *k;
+	mpcc_diag *d;
+	mpcc_status st;
+	uint8_t *done; /* expression printed in the current region */
+	uint8_t *mark;
+	bool vars[2 * KIR_MAX_DIMS]; /* var v is in scope as `v<v>` */
+	bool acc;      /* ACC readable (store region of a reduction) */
+	int variant;   /* matrix tile variant forced (tests), -1: chosen per stage */
+} emitter;
+
+/* Appends printf-style text; on out of memory sets o->failed. */
+void mpcc_cuda_put(sbuf *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Records the first error (and reports it to e->d); returns st. */
+mpcc_status mpcc_cuda_fail(emitter *e, mpcc_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Prints `const T e<i> = ...;` for root and whatever it needs that the
+ * current region has not printed; mpcc_cuda_clear_region starts a region
+ * (a new C++ scope). */
+mpcc_status mpcc_cuda_expr(emitter *e, int32_t root);
+void mpcc_cuda_clear_region(emitter *e);
+
+/* One store of a stage, reading `acc` for ACC. */
+mpcc_status mpcc_cuda_store(emitter *e, const kir_store *s);
+
+/* The C type of an element of dtype t in memory (f16/bf16 as their bits). */
+const char *mpcc_cuda_mem_type(mpcc_dtype t);
+
+/* `extern "C" __global__ ... name(params)\n{\n` for stage si of e->k; with
+ * one_block, launch bounds that let ptxas give a thread all the registers
+ * one block per SM allows (the tiled kernels spill under its default
+ * occupancy target). */
+mpcc_status mpcc_cuda_signature(emitter *e, int si, bool one_block);
+
+/* The generic body of a non-empty stage: the grid-stride loop over its
+ * points, the sequential reduction and the stores, without the braces of
+ * the function. */
+mpcc_status mpcc_cuda_generic_body(emitter *e, const kir_stage *st);
+
+/* The device helpers of the matrix kernels (inline PTX), after the prelude. */
+extern const char mpcc_cuda_matrix_prelude[];
+
+/* Prints the matrix kernel of stage si as planned in m (emit_matrix.c). */
+mpcc_status mpcc_cuda_emit_matrix(emitter *e, int si, const mpcc_cuda_matrix *m);
+
+#endif
