@@ -426,35 +426,35 @@ fail:
 
 /* ---------------------------------------------------------------- writing */
 
-static void
-put_u32(kir_writer *w, uint32_t v)
+void
+mpcc_plan_put_u32(kir_writer *w, uint32_t v)
 {
 	uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
 	kir_write_bytes(w, b, 4);
 }
 
-static void
-put_u64(kir_writer *w, uint64_t v)
+void
+mpcc_plan_put_u64(kir_writer *w, uint64_t v)
 {
-	put_u32(w, (uint32_t)v);
-	put_u32(w, (uint32_t)(v >> 32));
+	mpcc_plan_put_u32(w, (uint32_t)v);
+	mpcc_plan_put_u32(w, (uint32_t)(v >> 32));
 }
 
 static void
 write_tensors(kir_writer *w, const mpcc_plan *p)
 {
-	put_u32(w, (uint32_t)p->n_tensors);
+	mpcc_plan_put_u32(w, (uint32_t)p->n_tensors);
 	for (int i = 0; i < p->n_tensors; i++) {
 		const mpcc_plan_tensor *t = &p->tensors[i];
 		size_t len = strlen(t->t.name);
-		put_u32(w, t->flags);
-		put_u32(w, (uint32_t)t->t.dtype);
-		put_u32(w, (uint32_t)t->t.rank);
-		put_u32(w, (uint32_t)len);
+		mpcc_plan_put_u32(w, t->flags);
+		mpcc_plan_put_u32(w, (uint32_t)t->t.dtype);
+		mpcc_plan_put_u32(w, (uint32_t)t->t.rank);
+		mpcc_plan_put_u32(w, (uint32_t)len);
 		for (int k = 0; k < t->t.rank; k++)
-			put_u64(w, (uint64_t)t->t.dims[k]);
-		put_u64(w, t->offset);
-		put_u64(w, t->t.nbytes);
+			mpcc_plan_put_u64(w, (uint64_t)t->t.dims[k]);
+		mpcc_plan_put_u64(w, t->offset);
+		mpcc_plan_put_u64(w, t->t.nbytes);
 		kir_write_bytes(w, t->t.name, len);
 	}
 }
@@ -462,13 +462,13 @@ write_tensors(kir_writer *w, const mpcc_plan *p)
 static void
 write_kernels(kir_writer *w, const mpcc_plan *p)
 {
-	put_u32(w, (uint32_t)p->n_kernels);
+	mpcc_plan_put_u32(w, (uint32_t)p->n_kernels);
 	for (int k = 0; k < p->n_kernels; k++) {
 		kir_writer kw = {0};
 		kir_serialize(&kw, p->kernels[k]);
 		if (kw.failed)
 			w->failed = true;
-		put_u64(w, kw.size);
+		mpcc_plan_put_u64(w, kw.size);
 		kir_write_bytes(w, kw.data, kw.size);
 		free(kw.data);
 	}
@@ -477,12 +477,12 @@ write_kernels(kir_writer *w, const mpcc_plan *p)
 static void
 write_io(kir_writer *w, const mpcc_plan *p)
 {
-	put_u32(w, (uint32_t)p->n_inputs);
+	mpcc_plan_put_u32(w, (uint32_t)p->n_inputs);
 	for (int i = 0; i < p->n_inputs; i++)
-		put_u32(w, (uint32_t)p->inputs[i]);
-	put_u32(w, (uint32_t)p->n_outputs);
+		mpcc_plan_put_u32(w, (uint32_t)p->inputs[i]);
+	mpcc_plan_put_u32(w, (uint32_t)p->n_outputs);
 	for (int i = 0; i < p->n_outputs; i++)
-		put_u32(w, (uint32_t)p->outputs[i]);
+		mpcc_plan_put_u32(w, (uint32_t)p->outputs[i]);
 }
 
 static void
@@ -499,10 +499,10 @@ pad_to(kir_writer *w, size_t a)
 static void
 write_knodes(kir_writer *w, const mpcc_plan *p)
 {
-	put_u32(w, (uint32_t)p->n_kernels);
+	mpcc_plan_put_u32(w, (uint32_t)p->n_kernels);
 	for (int k = 0; k < p->n_kernels; k++) {
 		const char *s = p->kernel_nodes ? p->kernel_nodes[k] : "";
-		put_u32(w, (uint32_t)strlen(s));
+		mpcc_plan_put_u32(w, (uint32_t)strlen(s));
 		kir_write_bytes(w, s, strlen(s));
 	}
 }
@@ -548,7 +548,7 @@ mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag 
 	tags[ns] = TAG_IO;
 	write_io(&sec[ns++], p);
 	tags[ns] = TAG_PRECISION;
-	put_u32(&sec[ns++], (uint32_t)p->precision);
+	mpcc_plan_put_u32(&sec[ns++], (uint32_t)p->precision);
 	tags[ns] = TAG_KERNELS;
 	write_kernels(&sec[ns++], p);
 	tags[ns] = TAG_KNODES;
@@ -584,10 +584,10 @@ mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag 
 	uint8_t header[HEADER_SIZE] = {0};
 	kir_write_bytes(&w, header, HEADER_SIZE);
 	for (int i = 0; i < ns; i++) {
-		put_u32(&w, tags[i]);
-		put_u32(&w, 0);
-		put_u64(&w, off[i]);
-		put_u64(&w, sec[i].size);
+		mpcc_plan_put_u32(&w, tags[i]);
+		mpcc_plan_put_u32(&w, 0);
+		mpcc_plan_put_u64(&w, off[i]);
+		mpcc_plan_put_u64(&w, sec[i].size);
 	}
 	for (int i = 0; i < ns; i++) {
 		pad_to(&w, tags[i] == TAG_WEIGHTS ? WEIGHT_ALIGN : 8);
@@ -603,10 +603,10 @@ mpcc_plan_serialize(const mpcc_plan *p, void **out, size_t *out_size, mpcc_diag 
 	/* Header: magic, version, section count, checksum, file size. */
 	kir_writer h = {0};
 	kir_write_bytes(&h, plan_magic, 8);
-	put_u32(&h, MPCC_PLAN_VERSION);
-	put_u32(&h, (uint32_t)ns);
-	put_u64(&h, mpcc_fnv1a64(w.data + HEADER_SIZE, w.size - HEADER_SIZE));
-	put_u64(&h, w.size);
+	mpcc_plan_put_u32(&h, MPCC_PLAN_VERSION);
+	mpcc_plan_put_u32(&h, (uint32_t)ns);
+	mpcc_plan_put_u64(&h, mpcc_fnv1a64(w.data + HEADER_SIZE, w.size - HEADER_SIZE));
+	mpcc_plan_put_u64(&h, w.size);
 	if (h.failed) {
 		free(h.data);
 		free(w.data);

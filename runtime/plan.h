@@ -127,6 +127,9 @@ struct mpcc_plan {
 /* Builds a plan from a lowered graph; takes the kernels out of lx. */
 mpcc_status mpcc_plan_build(const mpcc_graph *g, mpcc_lower *lx, mpcc_precision precision,
                             mpcc_plan **out, mpcc_diag *d);
+/* Little-endian integers appended to a plan section being written. */
+void mpcc_plan_put_u32(kir_writer *w, uint32_t v);
+void mpcc_plan_put_u64(kir_writer *w, uint64_t v);
 /* A bounds-checked little-endian cursor over a plan's bytes, shared by the
  * readers of its sections (plan.c, plan_train.c, plan_source.c). Reading
  * past the end returns 0 / NULL, sets short_read and stays at the end. */

@@ -173,37 +173,23 @@ mpcc_plan_cuda_free(mpcc_plan_cuda *c)
 
 /* ---------------------------------------------------------------- writing */
 
-static void
-put_u32(kir_writer *w, uint32_t v)
-{
-	uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-	kir_write_bytes(w, b, 4);
-}
-
-static void
-put_u64(kir_writer *w, uint64_t v)
-{
-	put_u32(w, (uint32_t)v);
-	put_u32(w, (uint32_t)(v >> 32));
-}
-
 void
 mpcc_plan_cuda_write(kir_writer *w, const mpcc_plan *p)
 {
 	const mpcc_plan_cuda *c = p->cuda;
 	size_t len = strlen(c->source);
 
-	put_u32(w, CUDA_VERSION_LAYOUT);
-	put_u64(w, len);
+	mpcc_plan_put_u32(w, CUDA_VERSION_LAYOUT);
+	mpcc_plan_put_u64(w, len);
 	kir_write_bytes(w, c->source, len);
-	put_u32(w, (uint32_t)c->n_images);
+	mpcc_plan_put_u32(w, (uint32_t)c->n_images);
 	for (int i = 0; i < c->n_images; i++) {
 		const mpcc_plan_cuda_image *im = &c->images[i];
-		put_u32(w, (uint32_t)im->kind);
-		put_u32(w, (uint32_t)im->arch);
-		put_u32(w, (uint32_t)im->nvrtc_version);
-		put_u32(w, 0);
-		put_u64(w, im->size);
+		mpcc_plan_put_u32(w, (uint32_t)im->kind);
+		mpcc_plan_put_u32(w, (uint32_t)im->arch);
+		mpcc_plan_put_u32(w, (uint32_t)im->nvrtc_version);
+		mpcc_plan_put_u32(w, 0);
+		mpcc_plan_put_u64(w, im->size);
 		kir_write_bytes(w, im->data, im->size);
 	}
 }

@@ -78,24 +78,17 @@ mpcc_plan_source_build(mpcc_plan *p, const mpcc_graph *g, const void *model, siz
 
 /* ---------------------------------------------------------------- writing */
 
-static void
-put_u32(kir_writer *w, uint32_t v)
-{
-	uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-	kir_write_bytes(w, b, 4);
-}
-
 void
 mpcc_plan_source_write(kir_writer *w, const mpcc_plan *p)
 {
 	const mpcc_plan_source *s = p->source;
 
-	put_u32(w, ONNX_VERSION);
-	put_u32(w, (uint32_t)s->n_weights);
+	mpcc_plan_put_u32(w, ONNX_VERSION);
+	mpcc_plan_put_u32(w, (uint32_t)s->n_weights);
 	for (int i = 0; i < s->n_weights; i++)
-		put_u32(w, (uint32_t)s->weights[i]);
-	put_u32(w, (uint32_t)s->model_size);
-	put_u32(w, (uint32_t)((uint64_t)s->model_size >> 32));
+		mpcc_plan_put_u32(w, (uint32_t)s->weights[i]);
+	mpcc_plan_put_u32(w, (uint32_t)s->model_size);
+	mpcc_plan_put_u32(w, (uint32_t)((uint64_t)s->model_size >> 32));
 	kir_write_bytes(w, s->model, s->model_size);
 }
 

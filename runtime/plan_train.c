@@ -125,16 +125,9 @@ mpcc_plan_train_build(mpcc_plan *p, const mpcc_graph *g, mpcc_diag *d)
 /* ---------------------------------------------------------------- writing */
 
 static void
-put_u32(kir_writer *w, uint32_t v)
-{
-	uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-	kir_write_bytes(w, b, 4);
-}
-
-static void
 put_index(kir_writer *w, int32_t v)
 {
-	put_u32(w, v < 0 ? NO_INDEX : (uint32_t)v);
+	mpcc_plan_put_u32(w, v < 0 ? NO_INDEX : (uint32_t)v);
 }
 
 void
@@ -143,8 +136,8 @@ mpcc_plan_train_write(kir_writer *w, const mpcc_plan *p)
 	const mpcc_plan_train *t = p->train;
 	size_t len = strlen(t->recipe);
 
-	put_u32(w, TRAN_VERSION);
-	put_u32(w, (uint32_t)len);
+	mpcc_plan_put_u32(w, TRAN_VERSION);
+	mpcc_plan_put_u32(w, (uint32_t)len);
 	kir_write_bytes(w, t->recipe, len);
 	put_index(w, t->label);
 	put_index(w, t->loss);
@@ -152,13 +145,13 @@ mpcc_plan_train_write(kir_writer *w, const mpcc_plan *p)
 	put_index(w, t->loss_scale);
 	put_index(w, t->ok);
 	put_index(w, t->apply);
-	put_u32(w, (uint32_t)t->n_state);
+	mpcc_plan_put_u32(w, (uint32_t)t->n_state);
 	for (int i = 0; i < t->n_state; i++) {
 		size_t n = p->tensors[p->inputs[t->state[i].in]].t.nbytes;
-		put_u32(w, (uint32_t)t->state[i].in);
-		put_u32(w, (uint32_t)t->state[i].out);
-		put_u32(w, (uint32_t)n);
-		put_u32(w, (uint32_t)((uint64_t)n >> 32));
+		mpcc_plan_put_u32(w, (uint32_t)t->state[i].in);
+		mpcc_plan_put_u32(w, (uint32_t)t->state[i].out);
+		mpcc_plan_put_u32(w, (uint32_t)n);
+		mpcc_plan_put_u32(w, (uint32_t)((uint64_t)n >> 32));
 		kir_write_bytes(w, t->state[i].init, n);
 	}
 }

@@ -488,20 +488,6 @@ mpcc_trainer_eval(mpcc_trainer *tr, const mpcc_tensor *inputs, int n, mpcc_train
 
 /* ---------------------------------------------------------------- checkpoints */
 
-static void
-put_u32(kir_writer *w, uint32_t v)
-{
-	uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-	kir_write_bytes(w, b, 4);
-}
-
-static void
-put_u64(kir_writer *w, uint64_t v)
-{
-	put_u32(w, (uint32_t)v);
-	put_u32(w, (uint32_t)(v >> 32));
-}
-
 MPCC_API mpcc_status
 mpcc_trainer_save(mpcc_trainer *tr, const char *path)
 {
@@ -511,24 +497,24 @@ mpcc_trainer_save(mpcc_trainer *tr, const char *path)
 
 	mpcc_diag_init(&d);
 	kir_write_bytes(&w, ckpt_magic, 8);
-	put_u32(&w, CKPT_VERSION);
-	put_u32(&w, (uint32_t)tr->tp->n_state);
-	put_u64(&w, tr->counts.steps);
-	put_u64(&w, tr->counts.skipped);
-	put_u64(&w, tr->counts.consecutive_skips);
+	mpcc_plan_put_u32(&w, CKPT_VERSION);
+	mpcc_plan_put_u32(&w, (uint32_t)tr->tp->n_state);
+	mpcc_plan_put_u64(&w, tr->counts.steps);
+	mpcc_plan_put_u64(&w, tr->counts.skipped);
+	mpcc_plan_put_u64(&w, tr->counts.consecutive_skips);
 	for (int i = 0; i < tr->tp->n_state; i++) {
 		const mpcc_tensor *t = &tr->view[i];
-		put_u32(&w, (uint32_t)strlen(t->name));
+		mpcc_plan_put_u32(&w, (uint32_t)strlen(t->name));
 		kir_write_bytes(&w, t->name, strlen(t->name));
-		put_u32(&w, (uint32_t)t->dtype);
-		put_u32(&w, (uint32_t)t->rank);
+		mpcc_plan_put_u32(&w, (uint32_t)t->dtype);
+		mpcc_plan_put_u32(&w, (uint32_t)t->rank);
 		for (int k = 0; k < t->rank; k++)
-			put_u64(&w, (uint64_t)t->dims[k]);
-		put_u64(&w, t->nbytes);
+			mpcc_plan_put_u64(&w, (uint64_t)t->dims[k]);
+		mpcc_plan_put_u64(&w, t->nbytes);
 		kir_write_bytes(&w, tr->cur[i], t->nbytes);
 	}
 	if (!w.failed)
-		put_u64(&w, mpcc_fnv1a64(w.data, w.size));
+		mpcc_plan_put_u64(&w, mpcc_fnv1a64(w.data, w.size));
 	if (w.failed) {
 		free(w.data);
 		mpcc_diag_error(&d, MPCC_ERR_NOMEM, "out of memory writing checkpoint '%s'", path);
