@@ -54,15 +54,17 @@ mpcc_red_infer_batchnorm(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 	mpcc_status st = mpcc_red_need_float(n, x, "X", d);
 	if (st)
 		return st;
-	if (mpcc_node_attr_int(n, "training_mode", 0) != 0)
-		return mpcc_node_error(d, n, MPCC_ERR_UNSUPPORTED,
-		                       "training-mode BatchNormalization is not supported");
+	/* training_mode (opset 14+) may write running_mean and running_var;
+	 * passes/train_modes.c expands such a node into ordinary ops before
+	 * lowering. The statistics outputs of opsets before 14 are refused. */
+	bool training = mpcc_node_attr_int(n, "training_mode", 0) != 0;
 	for (int i = 1; i < n->n_out; i++)
-		if (n->out[i] != MPCC_NONE)
+		if (n->out[i] != MPCC_NONE && !(training && i <= 2))
 			return mpcc_node_error(
 			    d, n, MPCC_ERR_UNSUPPORTED,
-			    "training-mode BatchNormalization (running statistics "
-			    "outputs) is not supported");
+			    "BatchNormalization's output %d (saved statistics of opsets before "
+			    "14) is not supported",
+			    i);
 	if (mpcc_node_attr_int(n, "spatial", 1) != 1)
 		return mpcc_node_error(d, n, MPCC_ERR_UNSUPPORTED,
 		                       "BatchNormalization with spatial=0 is not supported");
@@ -76,6 +78,10 @@ mpcc_red_infer_batchnorm(mpcc_graph *g, int32_t ni, mpcc_diag *d)
 			return st;
 	}
 	mpcc_red_set_like(y, x->dtype, x);
+	for (int i = 1; training && i < n->n_out && i <= 2; i++)
+		if (n->out[i] != MPCC_NONE)
+			mpcc_red_set_like(&g->values[n->out[i]], g->values[n->in[2 + i]].dtype,
+			                  &g->values[n->in[2 + i]]);
 	return MPCC_OK;
 }
 
@@ -86,6 +92,10 @@ mpcc_red_lower_batchnorm(mpcc_lower *lx, int32_t ni)
 	mpcc_graph *g = lx->g;
 	mpcc_node *n = &g->nodes[ni];
 	mpcc_value *x = mpcc_red_in(g, n, 0);
+	if (mpcc_node_attr_int(n, "training_mode", 0) != 0)
+		return mpcc_node_error(lx->d, n, MPCC_ERR_INTERNAL,
+		                       "training-mode BatchNormalization reached lowering "
+		                       "unexpanded");
 	kir_kernel *k = mpcc_lower_kernel(lx, ni, "");
 	if (!k)
 		return MPCC_ERR_NOMEM;
@@ -139,6 +149,10 @@ mpcc_red_lower_instancenorm(mpcc_lower *lx, int32_t ni)
 	mpcc_graph *g = lx->g;
 	mpcc_node *n = &g->nodes[ni];
 	mpcc_value *x = mpcc_red_in(g, n, 0);
+	if (mpcc_node_attr_int(n, "training_mode", 0) != 0)
+		return mpcc_node_error(lx->d, n, MPCC_ERR_INTERNAL,
+		                       "training-mode BatchNormalization reached lowering "
+		                       "unexpanded");
 	kir_kernel *k = mpcc_lower_kernel(lx, ni, "");
 	if (!k)
 		return MPCC_ERR_NOMEM;
@@ -250,6 +264,10 @@ mpcc_red_lower_layernorm(mpcc_lower *lx, int32_t ni)
 	mpcc_value *x = mpcc_red_in(g, n, 0), *sc = mpcc_red_in(g, n, 1), *b = mpcc_red_in(g, n, 2);
 	mpcc_value *mo = mpcc_red_out(g, n, 1), *io = mpcc_red_out(g, n, 2);
 	int a = mpcc_axis(mpcc_node_attr_int(n, "axis", -1), x->rank);
+	if (mpcc_node_attr_int(n, "training_mode", 0) != 0)
+		return mpcc_node_error(lx->d, n, MPCC_ERR_INTERNAL,
+		                       "training-mode BatchNormalization reached lowering "
+		                       "unexpanded");
 	kir_kernel *k = mpcc_lower_kernel(lx, ni, "");
 	if (!k)
 		return MPCC_ERR_NOMEM;
@@ -343,6 +361,10 @@ mpcc_red_lower_lrn(mpcc_lower *lx, int32_t ni)
 	double alpha = mpcc_node_attr_float(n, "alpha", 1e-4f);
 	double beta = mpcc_node_attr_float(n, "beta", 0.75f);
 	double bias = mpcc_node_attr_float(n, "bias", 1.0f);
+	if (mpcc_node_attr_int(n, "training_mode", 0) != 0)
+		return mpcc_node_error(lx->d, n, MPCC_ERR_INTERNAL,
+		                       "training-mode BatchNormalization reached lowering "
+		                       "unexpanded");
 	kir_kernel *k = mpcc_lower_kernel(lx, ni, "");
 	if (!k)
 		return MPCC_ERR_NOMEM;
@@ -430,6 +452,10 @@ mpcc_red_lower_mvn(mpcc_lower *lx, int32_t ni)
 	mpcc_status st = mvn_axes(n, x, red, lx->d);
 	if (st)
 		return st;
+	if (mpcc_node_attr_int(n, "training_mode", 0) != 0)
+		return mpcc_node_error(lx->d, n, MPCC_ERR_INTERNAL,
+		                       "training-mode BatchNormalization reached lowering "
+		                       "unexpanded");
 	kir_kernel *k = mpcc_lower_kernel(lx, ni, "");
 	if (!k)
 		return MPCC_ERR_NOMEM;
@@ -488,6 +514,10 @@ mpcc_red_lower_lpnorm(mpcc_lower *lx, int32_t ni)
 	mpcc_value *x = mpcc_red_in(g, n, 0);
 	int a = mpcc_axis(mpcc_node_attr_int(n, "axis", -1), x->rank);
 	bool l1 = mpcc_node_attr_int(n, "p", 2) == 1;
+	if (mpcc_node_attr_int(n, "training_mode", 0) != 0)
+		return mpcc_node_error(lx->d, n, MPCC_ERR_INTERNAL,
+		                       "training-mode BatchNormalization reached lowering "
+		                       "unexpanded");
 	kir_kernel *k = mpcc_lower_kernel(lx, ni, "");
 	if (!k)
 		return MPCC_ERR_NOMEM;

@@ -66,6 +66,11 @@ mpcc_status mpcc_sort_nodes(mpcc_graph *g, mpcc_diag *d);
  * nodes (passes/gradient.c); *expanded says whether there was one, after
  * which shapes are inferred again. Needs inferred shapes. */
 mpcc_status mpcc_expand_gradients(mpcc_graph *g, mpcc_pass_ctx *cx, bool *expanded);
+/* Replaces every BatchNormalization with training_mode=1 by ordinary ops
+ * that normalise with the batch's statistics and compute its running
+ * statistics outputs (passes/train_modes.c); *expanded as above. Needs
+ * inferred shapes. */
+mpcc_status mpcc_expand_training_batchnorm(mpcc_graph *g, mpcc_pass_ctx *cx, bool *expanded);
 /* Makes every f32 value a live node computes a graph output (after the
  * model's own outputs), so a run hands it back; for auto mode's internal
  * builds (cx->expose_intermediates). Does not change what is computed.

@@ -25,10 +25,12 @@ mpcc_run_pipeline(mpcc_graph *g, mpcc_pass_ctx *cx)
 		return st;
 	if ((st = mpcc_eliminate_dead(g, cx)))
 		return st;
-	bool expanded;
-	if ((st = mpcc_expand_gradients(g, cx, &expanded)))
+	bool expanded, bn_expanded;
+	if ((st = mpcc_expand_gradients(g, cx, &expanded)) ||
+	    (st = mpcc_expand_training_batchnorm(g, cx, &bn_expanded)))
 		return st;
-	if (expanded && ((st = mpcc_infer_and_fold(g, cx)) || (st = mpcc_eliminate_dead(g, cx))))
+	if ((expanded || bn_expanded) &&
+	    ((st = mpcc_infer_and_fold(g, cx)) || (st = mpcc_eliminate_dead(g, cx))))
 		return st;
 	if (cx->opts && cx->opts->train) {
 		if ((st = mpcc_build_training(g, cx)))

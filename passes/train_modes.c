@@ -327,9 +327,82 @@ check_running(mb *b, int32_t ni, int32_t v, const char *what)
 			}
 }
 
+/* The pieces of a BatchNormalization node's batch form: the batch's
+ * statistics (keepdims, [1, C, 1...]), the shapes that reshape [C] to that
+ * and back, and the node's attributes. */
+typedef struct bn_parts {
+	int32_t bm, bv;         /* batch mean and (biased) variance */
+	int32_t cshape, fshape; /* [1, C, 1...] and [C] */
+	int32_t keep, take;     /* momentum and 1 - momentum, made on first use */
+	double eps, momentum;
+} bn_parts;
+
+/* x is [N, C, D1...]; the statistics are taken over every axis but 1. */
+static void
+bn_batch_stats(mb *b, const mpcc_node *n, bn_parts *p)
+{
+	const mpcc_value *xv = &b->g->values[n->in[0]];
+	int rank = xv->rank, n_axes = 0;
+	int64_t axes[MPCC_MAX_RANK], chan[MPCC_MAX_RANK], flat[1] = {xv->dims[1]};
+
+	for (int i = 0; i < rank; i++) {
+		chan[i] = i == 1 ? flat[0] : 1;
+		if (i != 1)
+			axes[n_axes++] = i;
+	}
+	p->keep = p->take = MPCC_NONE;
+	p->eps = mpcc_node_attr_float(n, "epsilon", 1e-5f);
+	p->momentum = mpcc_node_attr_float(n, "momentum", 0.9f);
+	int32_t ax = ints(b, "axes", n_axes, axes);
+	p->cshape = ints(b, "channel_shape", rank, chan);
+	p->fshape = ints(b, "flat_shape", 1, flat);
+	p->bm = op2(b, MPCC_OP_REDUCEMEAN, "batch_mean", n->in[0], ax);
+	int32_t dev = op2(b, MPCC_OP_SUB, "deviation", n->in[0], p->bm);
+	p->bv = op2(b, MPCC_OP_REDUCEMEAN, "batch_var",
+	            op2(b, MPCC_OP_MUL, "deviation_sq", dev, dev), ax);
+}
+
+/* y = (x - mean) / sqrt(var + eps) * scale + B into the node's output, in
+ * the order the inference kernel computes it (so an evaluation is bit for
+ * bit the exported model's). */
+static void
+bn_normalize(mb *b, const mpcc_node *n, const bn_parts *p, int32_t mean, int32_t var)
+{
+	int32_t sd =
+	    op1(b, MPCC_OP_SQRT, "std",
+	        op2(b, MPCC_OP_ADD, "var_eps", var, scalar(b, "epsilon", MPCC_DTYPE_F32, p->eps)));
+	int32_t y =
+	    op2(b, MPCC_OP_DIV, "normalized", op2(b, MPCC_OP_SUB, "centered", n->in[0], mean), sd);
+	y = op2(b, MPCC_OP_MUL, "scaled", y, op2(b, MPCC_OP_RESHAPE, "scale", n->in[1], p->cshape));
+	int32_t bias = op2(b, MPCC_OP_RESHAPE, "bias", n->in[2], p->cshape);
+	int32_t in[2] = {y, bias};
+	node_done(b, node_new(b, MPCC_OP_ADD, "y", 2, in, n->out[0]));
+}
+
+/* ONNX's running update r momentum + batch (1 - momentum) of statistic
+ * what ("mean" or "var"), into out (NONE: a new value); returns it. */
+static int32_t
+bn_running(mb *b, bn_parts *p, int32_t r, int32_t batch, const char *what, int32_t out)
+{
+	char kept[40], taken[40], flat[40], next[40];
+
+	snprintf(kept, sizeof kept, "running_%s_kept", what);
+	snprintf(taken, sizeof taken, "batch_%s_taken", what);
+	snprintf(flat, sizeof flat, "batch_%s_flat", what);
+	snprintf(next, sizeof next, "running_%s_new", what);
+	if (p->keep == MPCC_NONE) {
+		p->keep = scalar(b, "momentum", MPCC_DTYPE_F32, p->momentum);
+		p->take = scalar(b, "one_minus_momentum", MPCC_DTYPE_F32, 1 - p->momentum);
+	}
+	int32_t in[2];
+	in[0] = op2(b, MPCC_OP_MUL, kept, r, p->keep);
+	in[1] = op2(b, MPCC_OP_RESHAPE, flat, batch, p->fshape);
+	in[1] = op2(b, MPCC_OP_MUL, taken, in[1], p->take);
+	return node_done(b, node_new(b, MPCC_OP_ADD, next, 2, in, out));
+}
+
 /*
- * Node ni in training mode. x is [N, C, D1...]; the statistics are taken
- * over every axis but 1 with keepdims, so they broadcast against x as
+ * Node ni in training mode. The statistics broadcast against x as
  * [1, C, 1...], as do scale and B reshaped. The evaluation branch reads
  * the running statistics reshaped the same way. The running update reads
  * the batch statistics flattened to [C], the running statistics' shape.
@@ -373,49 +446,16 @@ switch_batchnorm(mb *b, int32_t ni, const mpcc_train_options *o)
 	if (b->st)
 		return;
 
-	int rank = g->values[x].rank, n_axes = 0;
-	int64_t axes[MPCC_MAX_RANK], chan[MPCC_MAX_RANK], flat[1] = {g->values[x].dims[1]};
-	for (int i = 0; i < rank; i++) {
-		chan[i] = i == 1 ? flat[0] : 1;
-		if (i != 1)
-			axes[n_axes++] = i;
-	}
-	double eps = mpcc_node_attr_float(&n, "epsilon", 1e-5f);
-	double momentum = mpcc_node_attr_float(&n, "momentum", 0.9f);
-	int32_t ax = ints(b, "axes", n_axes, axes), cshape = ints(b, "channel_shape", rank, chan);
-	int32_t fshape = ints(b, "flat_shape", 1, flat);
-
-	/* the batch's statistics */
-	int32_t bm = op2(b, MPCC_OP_REDUCEMEAN, "batch_mean", x, ax);
-	int32_t dev = op2(b, MPCC_OP_SUB, "deviation", x, bm);
-	int32_t bv = op2(b, MPCC_OP_REDUCEMEAN, "batch_var",
-	                 op2(b, MPCC_OP_MUL, "deviation_sq", dev, dev), ax);
-
+	bn_parts p;
+	bn_batch_stats(b, &n, &p);
 	/* the mode switch, then the inference kernel's formula */
-	int32_t mean = op3(b, MPCC_OP_WHERE, "mean", b->apply, bm,
-	                   op2(b, MPCC_OP_RESHAPE, "running_mean", rm, cshape), MPCC_NONE);
-	int32_t var = op3(b, MPCC_OP_WHERE, "var", b->apply, bv,
-	                  op2(b, MPCC_OP_RESHAPE, "running_var", rv, cshape), MPCC_NONE);
-	int32_t sd =
-	    op1(b, MPCC_OP_SQRT, "std",
-	        op2(b, MPCC_OP_ADD, "var_eps", var, scalar(b, "epsilon", MPCC_DTYPE_F32, eps)));
-	int32_t y = op2(b, MPCC_OP_DIV, "normalized", op2(b, MPCC_OP_SUB, "centered", x, mean), sd);
-	y = op2(b, MPCC_OP_MUL, "scaled", y, op2(b, MPCC_OP_RESHAPE, "scale", n.in[1], cshape));
-	int32_t bias = op2(b, MPCC_OP_RESHAPE, "bias", n.in[2], cshape);
-	int32_t in[2] = {y, bias};
-	node_done(b, node_new(b, MPCC_OP_ADD, "y", 2, in, n.out[0]));
-
-	/* ONNX's running update: r momentum + batch (1 - momentum) */
-	int32_t keep = scalar(b, "momentum", MPCC_DTYPE_F32, momentum);
-	int32_t take = scalar(b, "one_minus_momentum", MPCC_DTYPE_F32, 1 - momentum);
-	int32_t new_m = op2(b, MPCC_OP_ADD, "running_mean_new",
-	                    op2(b, MPCC_OP_MUL, "running_mean_kept", rm, keep),
-	                    op2(b, MPCC_OP_MUL, "batch_mean_taken",
-	                        op2(b, MPCC_OP_RESHAPE, "batch_mean_flat", bm, fshape), take));
-	int32_t new_v = op2(b, MPCC_OP_ADD, "running_var_new",
-	                    op2(b, MPCC_OP_MUL, "running_var_kept", rv, keep),
-	                    op2(b, MPCC_OP_MUL, "batch_var_taken",
-	                        op2(b, MPCC_OP_RESHAPE, "batch_var_flat", bv, fshape), take));
+	int32_t mean = op3(b, MPCC_OP_WHERE, "mean", b->apply, p.bm,
+	                   op2(b, MPCC_OP_RESHAPE, "running_mean", rm, p.cshape), MPCC_NONE);
+	int32_t var = op3(b, MPCC_OP_WHERE, "var", b->apply, p.bv,
+	                  op2(b, MPCC_OP_RESHAPE, "running_var", rv, p.cshape), MPCC_NONE);
+	bn_normalize(b, &n, &p, mean, var);
+	int32_t new_m = bn_running(b, &p, rm, p.bm, "mean", MPCC_NONE);
+	int32_t new_v = bn_running(b, &p, rv, p.bv, "var", MPCC_NONE);
 	if (b->st)
 		return;
 	size_t nm, nv;
@@ -423,6 +463,61 @@ switch_batchnorm(mb *b, int32_t ni, const mpcc_train_options *o)
 	state_add(b, rm, new_m, false, im, nm);
 	state_add(b, rv, new_v, false, iv, nv);
 	retire(b, ni);
+}
+
+/*
+ * A node the model itself marks training_mode=1 (opset 14+) normalises with
+ * its batch's statistics in every run, as ONNX defines it, and writes the
+ * updated running statistics to its optional outputs: the same ops as the
+ * --train switch's batch branch, with no mode switch and no state (the
+ * caller owns the running statistics, as inputs and outputs).
+ */
+static void
+expand_batchnorm(mb *b, int32_t ni)
+{
+	mpcc_graph *g = b->g;
+	mpcc_node n = g->nodes[ni];
+
+	for (int i = 0; i < 5; i++)
+		if (g->values[n.in[i]].dtype != MPCC_DTYPE_F32) {
+			b->st = mpcc_node_error(b->d, &g->nodes[ni], MPCC_ERR_UNSUPPORTED,
+			                        "training mode is built for f32 inputs; input %d is %s",
+			                        i, mpcc_dtype_name(g->values[n.in[i]].dtype));
+			return;
+		}
+	bn_parts p;
+	bn_batch_stats(b, &n, &p);
+	bn_normalize(b, &n, &p, p.bm, p.bv);
+	if (n.n_out > 1 && n.out[1] != MPCC_NONE)
+		bn_running(b, &p, n.in[3], p.bm, "mean", n.out[1]);
+	if (n.n_out > 2 && n.out[2] != MPCC_NONE)
+		bn_running(b, &p, n.in[4], p.bv, "var", n.out[2]);
+	if (!b->st)
+		retire(b, ni);
+}
+
+mpcc_status
+mpcc_expand_training_batchnorm(mpcc_graph *g, mpcc_pass_ctx *cx, bool *expanded)
+{
+	mb b = {.g = g, .d = cx->d, .apply = MPCC_NONE, .step = MPCC_NONE};
+	int32_t n0 = g->n_nodes;
+
+	*expanded = false;
+	for (int32_t i = 0; i < n0 && !b.st; i++) {
+		const mpcc_node *n = &g->nodes[i];
+		if (n->dead || n->op != MPCC_OP_BATCHNORMALIZATION ||
+		    mpcc_node_attr_int(n, "training_mode", 0) == 0)
+			continue;
+		snprintf(b.prefix, sizeof b.prefix, "%s", n->name);
+		expand_batchnorm(&b, i);
+		*expanded = true;
+	}
+	if (!b.st && g->n_nodes > n0)
+		b.st = mpcc_sort_nodes(g, cx->d);
+	if (b.st && cx->d->status == MPCC_OK)
+		mpcc_diag_error(cx->d, b.st, "expanding training-mode BatchNormalization failed (%s)",
+		                mpcc_status_name(b.st));
+	return b.st;
 }
 
 /* ---------------------------------------------------------------- Dropout */
