@@ -24,8 +24,10 @@
  * Fast paths are separate stage printers chosen per stage in emit_stage:
  * matrix-product stages (codegen/kir_matrix.h) that codegen/cuda/matrix.c
  * plans go to emit_matrix.c's tiled kernels (tensor cores for f16/bf16,
- * SIMT for f32). The generic printer stays the reference they fall back to,
- * and every fast kernel carries it for launches of another block size.
+ * SIMT for f32), long reductions to emit_reduce.c (a warp or a block per
+ * point), unit-stride elementwise stages to emit_vec.c (16-byte accesses).
+ * The generic printer stays the reference they fall back to, and the tiled
+ * and cooperative kernels carry it for launches of another block size.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -146,6 +148,8 @@ mpcc_cuda_stage_launch(const kir_kernel *k, int stage, unsigned *grid, unsigned 
 		*grid = *block = 1;
 		return;
 	}
+	if (mpcc_cuda_reduce_launch(k, st, grid, block) || mpcc_cuda_vec_launch(k, st, grid, block))
+		return;
 	*block = MPCC_CUDA_BLOCK;
 	*grid = blocks < 1 ? 1 : blocks > 65535 ? 65535 : (unsigned)blocks;
 }
@@ -566,19 +570,30 @@ binary_int(emitter *e, kir_op op, mpcc_dtype t, int32_t a, int32_t b)
 	}
 }
 
+/* A load: the element b<a>[e<b>], or in a vectorised lane (emit_vec.c) the
+ * lane's element of the 16 bytes loaded for expression i. */
 static void
-emit_load(emitter *e, const kir_expr *x)
+emit_load(emitter *e, int32_t i, const kir_expr *x)
 {
 	mpcc_dtype t = e->k->bufs[x->a].dtype;
+	char ref[64];
 
-	if (t == MPCC_DTYPE_F16)
-		put(e->o, "mpcc_h2f(b%d[e%d])", x->a, x->b);
-	else if (t == MPCC_DTYPE_BF16)
-		put(e->o, "mpcc_bf2f(b%d[e%d])", x->a, x->b);
-	else if (t == MPCC_DTYPE_BOOL)
-		put(e->o, "(b%d[e%d] != 0)", x->a, x->b);
+	if (e->vec_load && e->vec_load[i] && mpcc_dtype_size(t) == 2)
+		snprintf(ref, sizeof(ref), "(%s)mpcc_vget16(vl%d, w)", mpcc_cuda_mem_type(t), i);
+	else if (e->vec_load && e->vec_load[i] && t == MPCC_DTYPE_F32)
+		snprintf(ref, sizeof(ref), "__int_as_float((int)vl%d.w[w])", i);
+	else if (e->vec_load && e->vec_load[i])
+		snprintf(ref, sizeof(ref), "(%s)vl%d.w[w]", mpcc_cuda_mem_type(t), i);
 	else
-		put(e->o, "b%d[e%d]", x->a, x->b);
+		snprintf(ref, sizeof(ref), "b%d[e%d]", x->a, x->b);
+	if (t == MPCC_DTYPE_F16)
+		put(e->o, "mpcc_h2f(%s)", ref);
+	else if (t == MPCC_DTYPE_BF16)
+		put(e->o, "mpcc_bf2f(%s)", ref);
+	else if (t == MPCC_DTYPE_BOOL)
+		put(e->o, "(%s != 0)", ref);
+	else
+		put(e->o, "%s", ref);
 }
 
 /* Prints `const T e<i> = ...;` for expression i, whose operands are printed. */
@@ -608,7 +623,7 @@ emit_one(emitter *e, int32_t i)
 		if (x->a < 0 || x->a >= k->n_bufs)
 			return fail(e, MPCC_ERR_INVALID, "kernel %s: expr %d loads buffer %d of %d",
 			            k->name, i, x->a, k->n_bufs);
-		emit_load(e, x);
+		emit_load(e, i, x);
 		break;
 	case KIR_ACC:
 		if (!e->acc)
@@ -667,6 +682,8 @@ mpcc_cuda_expr(emitter *e, int32_t root)
 
 		if (!e->mark[i] || e->done[i])
 			continue;
+		if (e->vec_load && e->vec_load[i])
+			m = 0; /* its index is not printed: the lane reads a register */
 		for (int j = 0; j < 3; j++) {
 			if (!(m & (1u << j)))
 				continue;
@@ -695,8 +712,8 @@ mpcc_cuda_clear_region(emitter *e)
 
 /* ---------------------------------------------------------------- stages */
 
-static bool
-is_arg(kir_red r)
+bool
+mpcc_cuda_is_arg(kir_red r)
 {
 	return r == KIR_RED_ARGMAX || r == KIR_RED_ARGMIN || r == KIR_RED_ARGMAX_LAST ||
 	       r == KIR_RED_ARGMIN_LAST;
@@ -726,6 +743,37 @@ red_init(emitter *e, kir_red r, mpcc_dtype t)
 	return true;
 }
 
+/* The helpers emit_reduce.c and emit_vec.c share (emit_impl.h). */
+int64_t
+mpcc_cuda_par_total(const kir_stage *st)
+{
+	return par_total(st);
+}
+
+bool
+mpcc_cuda_is_float(mpcc_dtype t)
+{
+	return is_f(t);
+}
+
+const char *
+mpcc_cuda_reg_type(mpcc_dtype t)
+{
+	return reg_type(t);
+}
+
+const char *
+mpcc_cuda_round_fn(mpcc_dtype t)
+{
+	return fix(t);
+}
+
+bool
+mpcc_cuda_red_init(emitter *e, kir_red r, mpcc_dtype t)
+{
+	return red_init(e, r, t);
+}
+
 /*
  * The reduction, as in the LLVM emitter: accumulator (and for ARG* the best
  * value and its linear index) reset per parallel point, folded over the
@@ -739,7 +787,7 @@ emit_reduction(emitter *e, const kir_stage *st)
 	mpcc_dtype vt = k->exprs[st->red_value].dtype, at = st->acc_dtype;
 	int v = st->red_value;
 
-	if (is_arg(red)) {
+	if (mpcc_cuda_is_arg(red)) {
 		put(e->o, "\tlong long acc = 0;\n\t%s best = (%s)0;\n", reg_type(vt), reg_type(vt));
 	} else {
 		put(e->o, "\t%s acc = ", reg_type(at) ? reg_type(at) : "int");
@@ -755,7 +803,7 @@ emit_reduction(emitter *e, const kir_stage *st)
 		e->vars[var] = true;
 	}
 	put(e->o, "\t{\n");
-	if (is_arg(red)) {
+	if (mpcc_cuda_is_arg(red)) {
 		put(e->o, "\t\tconst long long lin = ");
 		if (st->n_red == 0)
 			put(e->o, "0");
@@ -769,7 +817,7 @@ emit_reduction(emitter *e, const kir_stage *st)
 	}
 	if (mpcc_cuda_expr(e, v))
 		return e->st;
-	if (is_arg(red)) {
+	if (mpcc_cuda_is_arg(red)) {
 		const char *op = red == KIR_RED_ARGMAX        ? ">"
 		                 : red == KIR_RED_ARGMAX_LAST ? ">="
 		                 : red == KIR_RED_ARGMIN      ? "<"
@@ -811,9 +859,28 @@ mpcc_cuda_store(emitter *e, const kir_store *s)
 		return fail(e, MPCC_ERR_INVALID, "kernel %s: store to buffer %d", e->k->name,
 		            s->buf);
 	bf = &e->k->bufs[s->buf];
-	if (mpcc_cuda_expr(e, s->index) || mpcc_cuda_expr(e, s->value))
-		return e->st;
-	put(e->o, "\t\tb%d[e%d] = ", s->buf, s->index);
+	if (e->vec_store >= 0) {
+		/* a lane of a 16-byte staging word (emit_vec.c) */
+		int v = s->value;
+		if (mpcc_cuda_expr(e, v))
+			return e->st;
+		if (bf->dtype == MPCC_DTYPE_F16 || bf->dtype == MPCC_DTYPE_BF16)
+			put(e->o, "\t\tmpcc_vset16(vs%d, w, mpcc_f2%s(e%d));\n", e->vec_store,
+			    bf->dtype == MPCC_DTYPE_F16 ? "h" : "bf", v);
+		else if (mpcc_dtype_size(bf->dtype) == 2)
+			put(e->o, "\t\tmpcc_vset16(vs%d, w, (unsigned short)e%d);\n", e->vec_store,
+			    v);
+		else if (bf->dtype == MPCC_DTYPE_F32)
+			put(e->o, "\t\tvs%d.w[w] = (unsigned)__float_as_int(e%d);\n", e->vec_store,
+			    v);
+		else
+			put(e->o, "\t\tvs%d.w[w] = (unsigned)e%d;\n", e->vec_store, v);
+		return MPCC_OK;
+	} else {
+		if (mpcc_cuda_expr(e, s->index) || mpcc_cuda_expr(e, s->value))
+			return e->st;
+		put(e->o, "\t\tb%d[e%d] = ", s->buf, s->index);
+	}
 	if (bf->dtype == MPCC_DTYPE_F16)
 		put(e->o, "mpcc_f2h(e%d);\n", s->value);
 	else if (bf->dtype == MPCC_DTYPE_BF16)
@@ -846,6 +913,27 @@ mpcc_cuda_signature(emitter *e, int si, bool one_block)
 		put(e->o, "void");
 	put(e->o, ")\n{\n");
 	return MPCC_OK;
+}
+
+void
+mpcc_cuda_decode_vars(emitter *e, int first, int n, const int64_t *ext, const char *flat)
+{
+	if (n > 1)
+		put(e->o, "\tlong long rest%d = %s;\n", first, flat);
+	for (int i = n - 1; i >= 0; i--) {
+		int v = first + i;
+
+		if (n == 1)
+			put(e->o, "\tconst long long v%d = %s;\n", v, flat);
+		else if (i > 0)
+			put(e->o,
+			    "\tconst long long v%d = rest%d %% %lldLL;\n\trest%d /= %lldLL;\n", v,
+			    first, (long long)ext[i], first, (long long)ext[i]);
+		else
+			put(e->o, "\tconst long long v%d = rest%d;\n", v, first);
+		put(e->o, "\t(void)v%d;\n", v);
+		e->vars[v] = true;
+	}
 }
 
 /*
@@ -914,6 +1002,10 @@ emit_stage(emitter *e, int si)
 		return fail(e, MPCC_ERR_INVALID, "kernel %s: stage %d is malformed", k->name, si);
 	if (mpcc_cuda_matrix_plan(k, si, e->variant, &m))
 		return mpcc_cuda_emit_matrix(e, si, &m);
+	if (mpcc_cuda_reduce_mode(k, st) != MPCC_CUDA_RED_GENERIC)
+		return mpcc_cuda_emit_reduce(e, si);
+	if (mpcc_cuda_vec_width(k, st) > 1)
+		return mpcc_cuda_emit_vec(e, si);
 	if (mpcc_cuda_signature(e, si, false))
 		return e->st;
 	/* an empty domain runs nothing (and must not divide by a zero extent) */
@@ -961,13 +1053,14 @@ mpcc_cuda_emit_variant(kir_kernel *const *kernels, int n_kernels, bool with_prel
 	e.o = &o;
 	e.d = d;
 	e.variant = variant;
+	e.vec_store = -1;
 	o.cap = 1 << 16;
 	o.p = malloc(o.cap);
 	if (!o.p)
 		return mpcc_diag_error(d, MPCC_ERR_NOMEM, "cuda: out of memory emitting source");
 	o.p[0] = 0;
 	if (with_prelude)
-		put(&o, "%s%s", prelude, mpcc_cuda_matrix_prelude);
+		put(&o, "%s%s%s", prelude, mpcc_cuda_matrix_prelude, mpcc_cuda_reduce_prelude);
 	for (int i = 0; i < n_kernels && e.st == MPCC_OK; i++) {
 		for (int j = 0; j < i; j++)
 			if (strcmp(kernels[j]->name, kernels[i]->name) == 0)

@@ -6,8 +6,22 @@
  * with one typed pointer per kernel buffer (f16 and bf16 as their bits in
  * unsigned short, bool as unsigned char). The generic form: each thread
  * handles points of the flattened parallel domain in a grid-stride loop and
- * folds its reduction sequentially, so results match the CPU backend's
- * (codegen/kir.h); stages marked serial run on one thread.
+ * folds its reduction sequentially, so results are bit-identical to the CPU
+ * backend's (codegen/kir.h); stages marked serial run on one thread.
+ *
+ * Long reductions (at least 64 points; not serial, not matrix products, not
+ * reading their own outputs) are folded cooperatively instead, by a warp or
+ * a whole block per point (emit_reduce.c; mpcc_cuda_reduce_mode). Still
+ * bit-identical to the CPU: integer SUM/PROD/MAX/MIN, float MAX/MIN (NaN
+ * payload and the sign of a zero maximum included) and every ARG* form
+ * (ties, and NaN at index 0 or elsewhere). Not bit-identical: float
+ * SUM/PROD, whose partials are added in another order (f32/f64
+ * accumulators; agreement within rounding, error of the order of the
+ * sequential fold's own bound); f16/bf16 accumulators keep the generic
+ * fold. Elementwise stages with unit-stride innermost accesses of one
+ * element width move W = 16 / size elements per 16-byte access when the
+ * addresses are aligned at run time (emit_vec.c; mpcc_cuda_vec_width);
+ * each point evaluates the generic text, so they are bit-identical.
  *
  * Matrix products (MatMul, Gemm, batched MatMul, Conv as implicit GEMM: the
  * stages codegen/kir_matrix.h recognises) get tiled kernels instead
@@ -43,11 +57,31 @@ bool mpcc_cuda_stage_name(char *buf, size_t n, const kir_kernel *k, int stage);
 
 /* The launch configuration of stage s of k: 1x1 for serial stages; for a
  * tiled matrix stage its block size (128 or 256) and one block per tile;
- * else MPCC_CUDA_BLOCK threads and enough blocks (capped; the kernels loop).
- * A kernel launched with another configuration of at most MPCC_CUDA_BLOCK
- * threads still computes the right result (the tiled ones then run their
- * generic body), only slower. */
+ * for a cooperative reduction MPCC_CUDA_BLOCK threads and a block per 8
+ * points (warp mode) or per point (block mode); for a vectorised stage
+ * MPCC_CUDA_BLOCK threads and a thread per W points; else MPCC_CUDA_BLOCK
+ * threads and a thread per point. Grids are capped at 65535; the kernels
+ * loop. A kernel launched with another configuration of at most
+ * MPCC_CUDA_BLOCK threads still computes the right result (the tiled and
+ * cooperative ones then run their generic body), only slower. */
 void mpcc_cuda_stage_launch(const kir_kernel *k, int stage, unsigned *grid, unsigned *block);
+
+/* How a non-matrix stage is printed (emit_reduce.c and emit_vec.c state the
+ * rules): one point per thread, a warp per point, a block per point. */
+typedef enum mpcc_cuda_red_mode {
+	MPCC_CUDA_RED_GENERIC = 0,
+	MPCC_CUDA_RED_WARP,
+	MPCC_CUDA_RED_BLOCK,
+} mpcc_cuda_red_mode;
+mpcc_cuda_red_mode mpcc_cuda_reduce_mode(const kir_kernel *k, const kir_stage *st);
+/* Points an elementwise stage's thread handles with 16-byte accesses (4 for
+ * 32-bit, 8 for 16-bit elements), or 1 when the stage is not vectorised. */
+int mpcc_cuda_vec_width(const kir_kernel *k, const kir_stage *st);
+/* The launches the two paths want; false for a stage they do not take. */
+bool mpcc_cuda_reduce_launch(const kir_kernel *k, const kir_stage *st, unsigned *grid,
+                             unsigned *block);
+bool mpcc_cuda_vec_launch(const kir_kernel *k, const kir_stage *st, unsigned *grid,
+                          unsigned *block);
 
 /*
  * The CUDA C source of all kernels, malloc'd into *out (the caller frees);

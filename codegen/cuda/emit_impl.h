@@ -4,9 +4,11 @@
  *
  * emit.c owns the text of expressions (numerics, f16/bf16 rounding), the
  * generic stage body and the stores; emit_matrix.c prints the tiled matrix
- * kernels and reuses those helpers for everything that is not the product
- * itself (index maps, gathering the factors, the fused epilogue), so both
- * paths compute every value with the same text.
+ * kernels, emit_reduce.c the cooperative (warp or block per point)
+ * reductions and emit_vec.c the elementwise stages with 16-byte accesses.
+ * They reuse those helpers for everything that is not their own loop
+ * structure (index maps, the reduced value, the fused stores), so every
+ * path computes each value with the same text.
  */
 #ifndef MPCC_CUDA_EMIT_IMPL_H
 #define MPCC_CUDA_EMIT_IMPL_H
@@ -28,8 +30,13 @@ typedef struct emitter {
 	uint8_t *done; /* expression printed in the current region */
 	uint8_t *mark;
 	bool vars[2 * KIR_MAX_DIMS]; /* var v is in scope as `v<v>` */
-	bool acc;      /* ACC readable (store region of a reduction) */
-	int variant;   /* matrix tile variant forced (tests), -1: chosen per stage */
+	bool acc;                    /* ACC readable (store region of a reduction) */
+	int variant;                 /* matrix tile variant forced (tests), -1: chosen per stage */
+	/* Vectorised lanes (emit_vec.c): a load expression i with vec_load[i]
+	 * prints as `vl<i>.t[w]` (its index is not printed), and with
+	 * vec_store >= 0 a store writes `vs<vec_store>.t[w]` instead of memory. */
+	const uint8_t *vec_load;
+	int vec_store;
 } emitter;
 
 /* Appends printf-style text; on out of memory sets o->failed. */
@@ -49,6 +56,18 @@ mpcc_status mpcc_cuda_store(emitter *e, const kir_store *s);
 
 /* The C type of an element of dtype t in memory (f16/bf16 as their bits). */
 const char *mpcc_cuda_mem_type(mpcc_dtype t);
+/* The C type of a value of dtype t in a register (f16/bf16 as float). */
+const char *mpcc_cuda_reg_type(mpcc_dtype t);
+/* The rounding function applied to a float result of dtype t, "" if none. */
+const char *mpcc_cuda_round_fn(mpcc_dtype t);
+bool mpcc_cuda_is_float(mpcc_dtype t);
+/* Prints the identity a SUM/PROD/MAX/MIN accumulator of dtype t starts at;
+ * false for a dtype without a register type. */
+bool mpcc_cuda_red_init(emitter *e, kir_red r, mpcc_dtype t);
+/* Points of st's parallel domain. */
+int64_t mpcc_cuda_par_total(const kir_stage *st);
+/* Whether r is one of the ARG* reductions. */
+bool mpcc_cuda_is_arg(kir_red r);
 
 /* `extern "C" __global__ ... name(params)\n{\n` for stage si of e->k; with
  * one_block, launch bounds that let ptxas give a thread all the registers
@@ -66,5 +85,16 @@ extern const char mpcc_cuda_matrix_prelude[];
 
 /* Prints the matrix kernel of stage si as planned in m (emit_matrix.c). */
 mpcc_status mpcc_cuda_emit_matrix(emitter *e, int si, const mpcc_cuda_matrix *m);
+
+/* Prints `const long long v<first+i> = ...;` for n vars of extents ext,
+ * decoded row-major from the flat index named `flat`; sets e->vars. */
+void mpcc_cuda_decode_vars(emitter *e, int first, int n, const int64_t *ext, const char *flat);
+
+/* emit_reduce.c: the cooperative reductions and their device helpers. */
+extern const char mpcc_cuda_reduce_prelude[];
+mpcc_status mpcc_cuda_emit_reduce(emitter *e, int si);
+
+/* emit_vec.c: stage si with 16-byte loads and stores, W points a thread. */
+mpcc_status mpcc_cuda_emit_vec(emitter *e, int si);
 
 #endif
