@@ -297,6 +297,26 @@ MPCC_API mpcc_status mpcc_session_output(mpcc_session *s, int i, mpcc_tensor *ou
  * until the session is destroyed. */
 MPCC_API const char *mpcc_session_backend(const mpcc_session *s);
 
+/* Per-launch timing (`mpcc run --profile`). One record per launch of the
+ * schedule, in schedule order: on cuda one per stage (a GPU kernel), timed
+ * on the device with a pair of CUDA events around it in a run that
+ * enqueues the launches one by one (not the CUDA graph, so launch gaps are
+ * not counted); on the host backends (cpu, interp) one per kernel, timed by
+ * the host's monotonic clock around it. Times are over `runs` runs of the
+ * inputs last set (no warm-up: run once before for steady state). */
+typedef struct mpcc_launch_time {
+	const char *kernel;   /* the plan's kernel name (valid while the plan is) */
+	int kernel_index;     /* in the schedule */
+	int stage;            /* cuda: the stage launched; host backends: -1, the whole kernel */
+	unsigned grid, block; /* cuda: blocks and threads per block (1-D); host: 0, 0 */
+	double median_ms, min_ms, max_ms;
+} mpcc_launch_time;
+/* Runs the plan `runs` (>= 1) times timing every launch; *out (n_out
+ * records, freed with mpcc_free) as above. Outputs are those of the last
+ * run. A failing timer call is MPCC_ERR_BACKEND naming it. */
+MPCC_API mpcc_status mpcc_session_profile(mpcc_session *s, int runs, mpcc_launch_time **out,
+                                          int *n_out);
+
 /* ---------------------------------------------------------------- training
  *
  * A training step plan (docs/training.md) is a plan whose inputs include

@@ -32,6 +32,13 @@ typedef struct mpcc_backend {
 	 * loaded, fallbacks taken), valid until release; NULL: the name says
 	 * it all. */
 	const char *(*describe)(void *state);
+	/* Optional, for mpcc_session_profile: the number of launches a run
+	 * makes, describing each in out[0..n) (kernel, kernel_index, stage,
+	 * grid, block) when out is not NULL; then run_timed, a whole run that
+	 * stores launch i's device time in ms[i]. Without them the session
+	 * times run_kernel calls on the host. */
+	int (*launches)(void *state, mpcc_launch_time *out);
+	mpcc_status (*run_timed)(void *state, void **const *bufs, double *ms, mpcc_diag *d);
 } mpcc_backend;
 
 extern const mpcc_backend mpcc_backend_cpu;    /* LLVM JIT (codegen/llvm) */

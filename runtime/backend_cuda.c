@@ -36,6 +36,10 @@
  * capture or instantiation fails, the same launches are enqueued one by
  * one instead and the description says why, once.
  *
+ * Profiling (mpcc_session_profile). launches() describes the schedule's
+ * launches; run_timed() is a run whose launches are enqueued one by one,
+ * each between two CUDA events, and reads every launch's device time.
+ *
  * Testing. No GPU was at hand when this was written: every driver path,
  * failures included, runs against tests/unit/fake_libcuda.c, a stand-in
  * driver that checks the calls as strictly as the real one and runs the
@@ -63,6 +67,7 @@ typedef struct CUfunc_st *CUfunction;
 typedef struct CUstream_st *CUstream;
 typedef struct CUgraph_st *CUgraph;
 typedef struct CUgraphExec_st *CUgraphExec;
+typedef struct CUevent_st *CUevent;
 typedef unsigned long long CUdeviceptr;
 typedef int CUjit_option;
 
@@ -70,6 +75,7 @@ typedef int CUjit_option;
 #define CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR 76
 #define CU_STREAM_NON_BLOCKING 0x1
 #define CU_STREAM_CAPTURE_MODE_THREAD_LOCAL 1
+#define CU_EVENT_DEFAULT 0
 #define CU_JIT_ERROR_LOG_BUFFER 5
 #define CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES 6
 
@@ -111,6 +117,12 @@ typedef struct driver {
 	CUresult (*cuGraphLaunch)(CUgraphExec, CUstream);
 	CUresult (*cuGraphExecDestroy)(CUgraphExec);
 	CUresult (*cuGraphDestroy)(CUgraph);
+	/* events: optional, only mpcc_session_profile needs them */
+	CUresult (*cuEventCreate)(CUevent *, unsigned);
+	CUresult (*cuEventRecord)(CUevent, CUstream);
+	CUresult (*cuEventElapsedTime)(float *, CUevent, CUevent);
+	CUresult (*cuEventDestroy)(CUevent);
+	const char *elapsed_sym; /* the name cuEventElapsedTime was found by */
 } driver;
 
 /* One kernel launch of the schedule: stage `stage` of kernel `kernel`. */
@@ -144,6 +156,8 @@ typedef struct cuda_state {
 	void **args;      /* per kernel: &ptr of each buffer, then NULL */
 	launch *launches;
 	int n_launches;
+	CUevent *events; /* profiling: a start and a stop per launch, made at first use */
+	int n_events;    /* created so far */
 	xfer *up, *down;
 	int n_up, n_down;
 	int arch;           /* compute capability, 90 for 9.0 */
@@ -233,6 +247,10 @@ load_driver(driver *drv, mpcc_diag *d)
 	    SYM(cuGraphLaunch, "cuGraphLaunch", true),
 	    SYM(cuGraphExecDestroy, "cuGraphExecDestroy", true),
 	    SYM(cuGraphDestroy, "cuGraphDestroy", true),
+	    SYM(cuEventCreate, "cuEventCreate", true),
+	    SYM(cuEventRecord, "cuEventRecord", true),
+	    SYM(cuEventElapsedTime, "cuEventElapsedTime_v2", true),
+	    SYM(cuEventDestroy, "cuEventDestroy_v2", true),
 #undef SYM
 	};
 
@@ -247,6 +265,13 @@ load_driver(driver *drv, mpcc_diag *d)
 			    d, MPCC_ERR_UNSUPPORTED,
 			    "cuda backend: libcuda.so.1 lacks %s (driver too old)", syms[i].sym);
 		memcpy((char *)drv + syms[i].off, &p, sizeof(p));
+	}
+	/* cuda.h binds cuEventElapsedTime to _v2 from CUDA 12.8 on; older
+	 * drivers have the first version, with the same arguments */
+	drv->elapsed_sym = "cuEventElapsedTime_v2";
+	if (!drv->cuEventElapsedTime) {
+		*(void **)&drv->cuEventElapsedTime = dlsym(drv->lib, "cuEventElapsedTime");
+		drv->elapsed_sym = "cuEventElapsedTime";
 	}
 	return MPCC_OK;
 }
@@ -276,6 +301,8 @@ release(void *state)
 			s->drv.cuStreamSynchronize(s->stream);
 		if (s->exec)
 			s->drv.cuGraphExecDestroy(s->exec);
+		for (int i = 0; i < s->n_events; i++)
+			s->drv.cuEventDestroy(s->events[i]);
 		if (s->mod)
 			s->drv.cuModuleUnload(s->mod);
 		if (s->mem)
@@ -290,6 +317,7 @@ release(void *state)
 	free(s->ptr);
 	free(s->args);
 	free(s->launches);
+	free(s->events);
 	free(s->up);
 	free(s->down);
 	if (s->drv.lib)
@@ -607,13 +635,19 @@ load_code(cuda_state *s, mpcc_diag *d)
 
 /* ---------------------------------------------------------------- running */
 
+/* Enqueues every launch of the schedule; with ev (profiling), launch i
+ * between records of ev[2i] and ev[2i+1]. */
 static mpcc_status
-enqueue_launches(cuda_state *s, mpcc_diag *d)
+enqueue_launches(cuda_state *s, const CUevent *ev, mpcc_diag *d)
 {
 	for (int i = 0; i < s->n_launches; i++) {
 		const launch *l = &s->launches[i];
+		if (ev)
+			CHECK(s, cuEventRecord(ev[2 * i], s->stream), "cuEventRecord", d);
 		CUresult r = s->drv.cuLaunchKernel(l->fn, l->grid, 1, 1, l->block, 1, 1, 0,
 		                                   s->stream, l->args, NULL);
+		if (r == 0 && ev)
+			CHECK(s, cuEventRecord(ev[2 * i + 1], s->stream), "cuEventRecord", d);
 		if (r != 0)
 			return mpcc_diag_error(
 			    d, MPCC_ERR_BACKEND,
@@ -654,7 +688,7 @@ capture(cuda_state *s)
 		         "kernel by kernel (cuStreamBeginCapture_v2 failed: %s)", error_name(s, r));
 		return;
 	}
-	mpcc_status st = enqueue_launches(s, &d);
+	mpcc_status st = enqueue_launches(s, NULL, &d);
 	r = s->drv.cuStreamEndCapture(s->stream, &graph);
 	if (st != MPCC_OK || r != 0) {
 		/* a launch failed, so the driver had no reason to invalidate the
@@ -689,7 +723,7 @@ capture(cuda_state *s)
  * before returning, so the pinned block is free again.
  */
 static mpcc_status
-run_enqueue(cuda_state *s, void **const *bufs, mpcc_diag *d)
+run_enqueue(cuda_state *s, void **const *bufs, const CUevent *ev, mpcc_diag *d)
 {
 	for (int i = 0; i < s->n_up; i++) {
 		const xfer *x = &s->up[i];
@@ -699,9 +733,9 @@ run_enqueue(cuda_state *s, void **const *bufs, mpcc_diag *d)
 		    cuMemcpyHtoDAsync(s->mem + x->dev_off, s->pinned + x->pin_off, x->n, s->stream),
 		    "cuMemcpyHtoDAsync_v2", d);
 	}
-	if (s->exec)
+	if (s->exec && !ev)
 		CHECK(s, cuGraphLaunch(s->exec, s->stream), "cuGraphLaunch", d);
-	else if (enqueue_launches(s, d) != MPCC_OK)
+	else if (enqueue_launches(s, ev, d) != MPCC_OK)
 		return d->status;
 	for (int i = 0; i < s->n_down; i++) {
 		const xfer *x = &s->down[i];
@@ -713,13 +747,12 @@ run_enqueue(cuda_state *s, void **const *bufs, mpcc_diag *d)
 	return MPCC_OK;
 }
 
+/* A run as run() describes, with ev: launch by launch between events. */
 static mpcc_status
-run(void *state, void **const *bufs, mpcc_diag *d)
+run_with(cuda_state *s, void **const *bufs, const CUevent *ev, mpcc_diag *d)
 {
-	cuda_state *s = state;
-
 	CHECK(s, cuCtxSetCurrent(s->ctx), "cuCtxSetCurrent", d);
-	if (run_enqueue(s, bufs, d) != MPCC_OK) {
+	if (run_enqueue(s, bufs, ev, d) != MPCC_OK) {
 		s->drv.cuStreamSynchronize(s->stream);
 		return d->status;
 	}
@@ -727,6 +760,80 @@ run(void *state, void **const *bufs, mpcc_diag *d)
 	for (int i = 0; i < s->n_down; i++) {
 		const xfer *x = &s->down[i];
 		memcpy(bufs[x->kernel][x->buf], s->pinned + x->pin_off, x->n);
+	}
+	return MPCC_OK;
+}
+
+static mpcc_status
+run(void *state, void **const *bufs, mpcc_diag *d)
+{
+	return run_with(state, bufs, NULL, d);
+}
+
+/* ---------------------------------------------------------------- profiling */
+
+static int
+launches(void *state, mpcc_launch_time *out)
+{
+	const cuda_state *s = state;
+
+	for (int i = 0; out && i < s->n_launches; i++) {
+		const launch *l = &s->launches[i];
+		out[i] = (mpcc_launch_time){s->plan->kernels[l->kernel]->name,
+		                            l->kernel,
+		                            l->stage,
+		                            l->grid,
+		                            l->block,
+		                            0,
+		                            0,
+		                            0};
+	}
+	return s->n_launches;
+}
+
+/*
+ * A profiled run: the launches enqueued one by one (never the graph: an
+ * event inside a replayed graph would time the graph's nodes, not these
+ * launches), each between two events recorded on the session's stream, so
+ * ms[i] is launch i's time on the device, queueing gaps excluded. The
+ * events are made at the first profiled run and live with the session;
+ * the stream's synchronisation at the end of the run completes them all.
+ */
+static mpcc_status
+run_timed(void *state, void **const *bufs, double *ms, mpcc_diag *d)
+{
+	cuda_state *s = state;
+	const driver *drv = &s->drv;
+
+	if (!drv->cuEventCreate || !drv->cuEventRecord || !drv->cuEventElapsedTime ||
+	    !drv->cuEventDestroy)
+		return mpcc_diag_error(d, MPCC_ERR_UNSUPPORTED,
+		                       "cuda backend: profiling needs CUDA events, and libcuda.so.1 "
+		                       "lacks %s",
+		                       !drv->cuEventCreate        ? "cuEventCreate"
+		                       : !drv->cuEventRecord      ? "cuEventRecord"
+		                       : !drv->cuEventElapsedTime ? "cuEventElapsedTime_v2"
+		                                                  : "cuEventDestroy_v2");
+	CHECK(s, cuCtxSetCurrent(s->ctx), "cuCtxSetCurrent", d);
+	if (!s->events) {
+		s->events = calloc((size_t)s->n_launches * 2 + 1, sizeof(CUevent));
+		if (!s->events)
+			return mpcc_diag_error(d, MPCC_ERR_NOMEM, "cuda backend: out of memory");
+	}
+	while (s->n_events < 2 * s->n_launches) {
+		CHECK(s, cuEventCreate(&s->events[s->n_events], CU_EVENT_DEFAULT), "cuEventCreate",
+		      d);
+		s->n_events++;
+	}
+	mpcc_status st = run_with(s, bufs, s->events, d);
+	if (st != MPCC_OK)
+		return st;
+	for (int i = 0; i < s->n_launches; i++) {
+		float t = 0;
+		CUresult r = drv->cuEventElapsedTime(&t, s->events[2 * i], s->events[2 * i + 1]);
+		if ((st = check(s, r, drv->elapsed_sym, d)) != MPCC_OK)
+			return st;
+		ms[i] = t;
 	}
 	return MPCC_OK;
 }
@@ -815,4 +922,6 @@ const mpcc_backend mpcc_backend_cuda = {
     .release = release,
     .run = run,
     .describe = describe,
+    .launches = launches,
+    .run_timed = run_timed,
 };

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "runtime/api_internal.h"
 #include "runtime/backend.h"
@@ -358,6 +359,113 @@ mpcc_status
 mpcc_session_run_watched(mpcc_session *s, mpcc_kernel_watch watch, void *user)
 {
 	return run_kernels(s, watch, user);
+}
+
+static double
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* One timed run: ms[i] for launch i, from the backend's timer, or the host
+ * clock around each run_kernel call. */
+static mpcc_status
+run_timed(mpcc_session *s, double *ms, mpcc_diag *d)
+{
+	const mpcc_plan *p = s->plan;
+
+	if (s->be->run_timed)
+		return s->be->run_timed(s->state, s->kbufs, ms, d);
+	for (int k = 0; k < p->n_kernels; k++) {
+		double t0 = now_ms();
+		mpcc_status st = s->be->run_kernel(s->state, k, s->kbufs[k], d);
+		ms[k] = now_ms() - t0;
+		if (st != MPCC_OK) {
+			if (d->status == MPCC_OK)
+				mpcc_diag_error(d, st, "kernel '%s' failed", p->kernels[k]->name);
+			return st;
+		}
+	}
+	return MPCC_OK;
+}
+
+MPCC_API mpcc_status
+mpcc_session_profile(mpcc_session *s, int runs, mpcc_launch_time **out, int *n_out)
+{
+	const mpcc_plan *p = s->plan;
+	bool device = s->be->launches && s->be->run_timed;
+	mpcc_launch_time *lt = NULL;
+	double *ms = NULL, *col = NULL;
+	mpcc_status st = MPCC_OK;
+	mpcc_diag d;
+	int n;
+
+	mpcc_diag_init(&d);
+	*out = NULL;
+	*n_out = 0;
+	if (runs < 1) {
+		mpcc_diag_error(&d, MPCC_ERR_INVALID, "profile: runs must be >= 1, got %d", runs);
+		return mpcc_context_fail(s->cx, &d, MPCC_ERR_INVALID);
+	}
+	if (!device && !s->be->run_kernel) {
+		mpcc_diag_error(&d, MPCC_ERR_UNSUPPORTED,
+		                "profile: backend '%s' cannot time its launches", s->be->name);
+		return mpcc_context_fail(s->cx, &d, MPCC_ERR_UNSUPPORTED);
+	}
+	for (int i = 0; i < p->n_inputs; i++) {
+		if (!s->input_set[i]) {
+			mpcc_diag_error(&d, MPCC_ERR_INVALID, "input '%s' was never set",
+			                p->input_desc[i].name);
+			return mpcc_context_fail(s->cx, &d, MPCC_ERR_INVALID);
+		}
+	}
+	n = device ? s->be->launches(s->state, NULL) : p->n_kernels;
+	lt = calloc((size_t)n + 1, sizeof(*lt));
+	ms = calloc((size_t)n * (size_t)runs + 1, sizeof(double));
+	col = calloc((size_t)runs + 1, sizeof(double));
+	if (!lt || !ms || !col) {
+		st = mpcc_diag_error(&d, MPCC_ERR_NOMEM, "profile: out of memory");
+		goto done;
+	}
+	if (device) {
+		s->be->launches(s->state, lt);
+	} else {
+		for (int k = 0; k < n; k++)
+			lt[k] = (mpcc_launch_time){p->kernels[k]->name, k, -1, 0, 0, 0, 0, 0};
+	}
+	for (int r = 0; r < runs && st == MPCC_OK; r++) {
+		st = run_timed(s, ms + (size_t)r * (size_t)n, &d);
+		if (st != MPCC_OK && d.status == MPCC_OK)
+			mpcc_diag_error(&d, st, "backend '%s' failed to run the plan", s->be->name);
+	}
+	if (st != MPCC_OK)
+		goto done;
+	for (int i = 0; i < n; i++) {
+		for (int r = 0; r < runs; r++)
+			col[r] = ms[(size_t)r * (size_t)n + (size_t)i];
+		qsort(col, (size_t)runs, sizeof(double), cmp_double);
+		lt[i].min_ms = col[0];
+		lt[i].max_ms = col[runs - 1];
+		lt[i].median_ms = runs % 2 ? col[runs / 2] : (col[runs / 2 - 1] + col[runs / 2]) / 2;
+	}
+	*out = lt;
+	*n_out = n;
+	lt = NULL;
+done:
+	free(lt);
+	free(ms);
+	free(col);
+	return mpcc_context_fail(s->cx, &d, st);
 }
 
 MPCC_API const char *

@@ -95,6 +95,13 @@ static const char usage_run[] =
 	"  --backend B             cpu (LLVM JIT, default), interp (reference) or cuda\n"
 	"  --bench N               3 warm-up runs, then N timed runs; prints\n"
 	"                          median_ms=X min_ms=Y max_ms=Z last\n"
+	"  --profile               time every launch (after --bench, over as many\n"
+	"                          runs, else over 1 run) and print a table of them\n"
+	"                          in schedule order, then profile_total_ms=X (the sum\n"
+	"                          of the medians): on cuda device time by CUDA\n"
+	"                          events, launches one by one (no CUDA graph), one\n"
+	"                          row per stage; on cpu/interp host time, one row\n"
+	"                          per kernel\n"
 	"  -h, --help              this text\n";
 
 static const char usage_inspect[] =
@@ -647,6 +654,40 @@ bench(mpcc_session *s, mpcc_context *cx, long n)
 	return 0;
 }
 
+/* The per-launch table of --profile, on stdout. */
+static int
+profile(mpcc_session *s, mpcc_context *cx, const char *backend, long n)
+{
+	mpcc_launch_time *lt;
+	int count;
+	double total = 0;
+	bool dev = backend && strcmp(backend, "cuda") == 0;
+
+	if (mpcc_session_profile(s, (int)n, &lt, &count) != MPCC_OK)
+		return mpcc_cli_fail("%s", mpcc_context_last_error(cx));
+	printf("profile: %s, %s, median over %ld run%s\n", backend ? backend : "cpu",
+	       dev ? "device time per launch (CUDA events, launched one by one)"
+	           : "host time per kernel",
+	       n, n == 1 ? "" : "s");
+	printf("%4s  %-40s %5s %9s %6s %11s %11s %11s\n", "#", "kernel", "stage", "grid", "block",
+	       "median_ms", "min_ms", "max_ms");
+	for (int i = 0; i < count; i++) {
+		char stage[16] = "-", grid[16] = "-", block[16] = "-";
+		if (lt[i].stage >= 0)
+			snprintf(stage, sizeof(stage), "%d", lt[i].stage);
+		if (lt[i].grid) {
+			snprintf(grid, sizeof(grid), "%u", lt[i].grid);
+			snprintf(block, sizeof(block), "%u", lt[i].block);
+		}
+		printf("%4d  %-40s %5s %9s %6s %11.4f %11.4f %11.4f\n", i, lt[i].kernel, stage, grid,
+		       block, lt[i].median_ms, lt[i].min_ms, lt[i].max_ms);
+		total += lt[i].median_ms;
+	}
+	printf("profile_total_ms=%.4f\n", total);
+	mpcc_free(lt);
+	return 0;
+}
+
 /*
  * Why inputs are read before the session is created: a typo in a file name
  * should fail at once, before the JIT spends seconds compiling. Outputs are
@@ -661,6 +702,7 @@ cmd_run(int argc, char **argv)
 	mpcc_tensor in_t[MAX_ARGS];
 	int n_in = 0, rc = 0;
 	long n_bench = 0;
+	bool want_profile = false;
 
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
@@ -688,6 +730,8 @@ cmd_run(int argc, char **argv)
 			n_bench = strtol(argv[++i], &end, 10);
 			if (*end || n_bench < 1 || n_bench > 1000000)
 				return usage_error(usage_run, "--bench wants a count >= 1, got '%s'", argv[i]);
+		} else if (strcmp(a, "--profile") == 0) {
+			want_profile = true;
 		} else if (a[0] == '-') {
 			return usage_error(usage_run, "unknown or incomplete option '%s'", a);
 		} else if (!plan_path) {
@@ -756,6 +800,8 @@ cmd_run(int argc, char **argv)
 	}
 	if (n_bench > 0)
 		rc = bench(s, cx, n_bench);
+	if (rc == 0 && want_profile)
+		rc = profile(s, cx, backend, n_bench > 0 ? n_bench : 1);
 done:
 	for (int i = 0; i < n_read; i++)
 		free(in_t[i].data);

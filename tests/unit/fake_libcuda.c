@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define API __attribute__((visibility("default")))
 
@@ -111,6 +112,7 @@ typedef struct fakecuda_stats {
 	int syncs, graph_launches, launches, pageable_async, capture_mode;
 	char loaded[64]; /* "cubin sm_90" or "PTX compute_90": the last module's image */
 	char failed[64]; /* the call last failed on purpose */
+	int live_events, event_records;
 } fakecuda_stats;
 
 static struct {
@@ -126,6 +128,16 @@ static struct {
 
 static int ctx_token; /* the primary context's handle is its address */
 
+/* The device's clock, in ms: advanced by the host time each executed
+ * launch takes, plus 1 us, so events around a launch see a plausible,
+ * positive duration. */
+static double clock_ms;
+
+typedef struct event {
+	bool recorded;
+	double at; /* clock_ms when recorded */
+} event;
+
 /* ---------------------------------------------------------------- control */
 
 API void
@@ -140,6 +152,7 @@ fakecuda_reset(void)
 	F.fail_code = 0;
 	F.fail_name[0] = 0;
 	memset(&F.st, 0, sizeof(F.st));
+	clock_ms = 0;
 }
 
 API void
@@ -772,6 +785,15 @@ cuModuleGetFunction(fn **out, module *m, const char *name)
 	return OK;
 }
 
+static double
+host_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
 /* Runs one launch on the host (when a runner is installed). */
 static CUresult
 execute(const rec *r)
@@ -780,9 +802,10 @@ execute(const rec *r)
 		if (!inside(F.dev, r->args[i], 1)) /* every argument of mpcc's kernels */
 			return LAUNCH_FAILED;      /* is a device pointer */
 	F.st.launches++;
-	if (F.runner && F.runner(F.runner_user, r->f->name, (void **)r->args, r->n_args) != 0)
-		return LAUNCH_FAILED;
-	return OK;
+	double t0 = host_ms();
+	int bad = F.runner && F.runner(F.runner_user, r->f->name, (void **)r->args, r->n_args) != 0;
+	clock_ms += host_ms() - t0 + 1e-3;
+	return bad ? LAUNCH_FAILED : OK;
 }
 
 API CUresult
@@ -828,5 +851,61 @@ cuGraphLaunch(graph *e, stream *s)
 	for (int i = 0; i < e->n; i++)
 		if ((r = execute(&e->recs[i])) != OK)
 			return r;
+	return OK;
+}
+
+/* ---------------------------------------------------------------- events */
+
+API CUresult
+cuEventCreate(event **out, unsigned flags)
+{
+	ENTER("cuEventCreate");
+	if (!out || flags > 0xf)
+		return INVALID_VALUE;
+	event *e = calloc(1, sizeof(*e));
+	if (!e)
+		return OUT_OF_MEMORY;
+	F.st.live_events++;
+	*out = e;
+	return OK;
+}
+
+API CUresult
+cuEventDestroy_v2(event *e)
+{
+	ENTER("cuEventDestroy_v2");
+	if (!e)
+		return INVALID_HANDLE;
+	free(e);
+	F.st.live_events--;
+	return OK;
+}
+
+/* Work is done when it is enqueued here, so an event records the clock at
+ * once. mpcc records none while capturing (the driver would make it a
+ * graph node). */
+API CUresult
+cuEventRecord(event *e, stream *s)
+{
+	ENTER("cuEventRecord");
+	CUresult r = ordered(s);
+	if (r != OK)
+		return r;
+	if (!e || !s)
+		return INVALID_HANDLE;
+	e->recorded = true;
+	e->at = clock_ms;
+	F.st.event_records++;
+	return OK;
+}
+
+/* As the real one: both events recorded (else CUDA_ERROR_INVALID_HANDLE). */
+API CUresult
+cuEventElapsedTime_v2(float *ms, event *start, event *end)
+{
+	ENTER("cuEventElapsedTime_v2");
+	if (!ms || !start || !end || !start->recorded || !end->recorded)
+		return INVALID_HANDLE;
+	*ms = (float)(end->at - start->at);
 	return OK;
 }

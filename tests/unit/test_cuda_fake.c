@@ -57,6 +57,7 @@ typedef struct fakecuda_stats {
 	int syncs, graph_launches, launches, pageable_async, capture_mode;
 	char loaded[64];
 	char failed[64];
+	int live_events, event_records;
 } fakecuda_stats;
 
 static struct {
@@ -155,6 +156,7 @@ no_leaks(void)
 	assert_int_equal(st->live_graphs, 0);
 	assert_int_equal(st->live_execs, 0);
 	assert_int_equal(st->ctx_refs, 0);
+	assert_int_equal(st->live_events, 0);
 }
 
 /* Sets x (scaled by `scale`) and runs s; returns the output. */
@@ -704,6 +706,181 @@ every_model_test_agrees_with_cpu_through_the_fake(void **state)
 }
 
 /*
+ * mpcc_session_profile on a model plan (the transformer at auto precision,
+ * written by the test before, else compiled here): one record per stage
+ * launch, in schedule order, each timed between two events on the fake's
+ * clock (positive, ordered statistics), launched one by one, not through
+ * the graph; the outputs stay right and the next plain run replays the
+ * graph again. The cpu backend times its kernels, one record each.
+ */
+static void
+a_profile_times_every_launch_in_schedule_order(void **state)
+{
+	mpcc_context *cx;
+	char plan_path[128];
+	void *buf;
+	size_t size;
+	mpcc_diag d;
+	mpcc_launch_time *lt;
+	int n, runs = 3;
+
+	assert_int_equal(mpcc_context_create(&cx), MPCC_OK);
+	snprintf(plan_path, sizeof(plan_path), "%s/transformer.plan", tmp);
+	mpcc_diag_init(&d);
+	if (access(plan_path, R_OK) != 0) {
+		mpcc_compile_options o;
+		mpcc_compile_options_init(&o);
+		o.cuda_archs = "sm_90";
+		if (mpcc_compile_file(cx, "tests/models/transformer/model.onnx", &o, plan_path) !=
+		    MPCC_OK)
+			fail_msg("%s", mpcc_context_last_error(cx));
+	}
+	assert_int_equal(mpcc_read_whole_file(plan_path, &buf, &size, &d), MPCC_OK);
+	mpcc_plan *p = load(cx, buf, size);
+	free(buf);
+	give_kernels(p);
+	fake.reset();
+	mpcc_session *gpu = cuda_session(cx, p), *cpu;
+	says(gpu, "one CUDA graph of");
+	assert_int_equal(mpcc_session_create(cx, p, "cpu", &cpu), MPCC_OK);
+	run_model(cx, cpu, p, "transformer");
+	run_model(cx, gpu, p, "transformer");
+	assert_int_equal(fake.stats()->graph_launches, 1);
+	int launches = fake.stats()->launches, syncs = fake.stats()->syncs;
+
+	if (mpcc_session_profile(gpu, runs, &lt, &n) != MPCC_OK)
+		fail_msg("%s", mpcc_context_last_error(cx));
+	int want = 0;
+	for (int k = 0; k < p->n_kernels; k++)
+		want += p->kernels[k]->n_stages;
+	assert_int_equal(n, want);
+	assert_true(n > 10);
+	for (int i = 0, k = 0, st = 0; i < n; i++) {
+		while (st == p->kernels[k]->n_stages) {
+			k++;
+			st = 0;
+		}
+		assert_int_equal(lt[i].kernel_index, k);
+		assert_string_equal(lt[i].kernel, p->kernels[k]->name);
+		assert_int_equal(lt[i].stage, st++);
+		assert_true(lt[i].grid >= 1 && lt[i].block >= 1 && lt[i].block <= 1024);
+		if (!(lt[i].min_ms > 0 && lt[i].min_ms <= lt[i].median_ms &&
+		      lt[i].median_ms <= lt[i].max_ms))
+			fail_msg("launch %d (%s_s%d): min %g median %g max %g ms", i, lt[i].kernel,
+			         lt[i].stage, lt[i].min_ms, lt[i].median_ms, lt[i].max_ms);
+	}
+	mpcc_free(lt);
+	assert_int_equal(fake.stats()->graph_launches, 1);
+	assert_int_equal(fake.stats()->launches - launches, runs * n);
+	assert_int_equal(fake.stats()->event_records, 2 * runs * n);
+	assert_int_equal(fake.stats()->syncs - syncs, runs);
+	assert_int_equal(fake.stats()->live_events, 2 * n); /* kept for the next profile */
+	for (int i = 0; i < mpcc_plan_n_outputs(p); i++) {
+		mpcc_tensor a, b;
+		double num = 0, den = 0;
+		mpcc_session_output(cpu, i, &a);
+		mpcc_session_output(gpu, i, &b);
+		for (size_t j = 0; j < a.nbytes / 4; j++) {
+			double x = ((float *)a.data)[j], y = ((float *)b.data)[j];
+			num += (x - y) * (x - y);
+			den += x * x;
+		}
+		if (!(sqrt(num / (den > 0 ? den : 1)) <= 1e-5))
+			fail_msg("profiled run: %s differs from cpu", a.name);
+	}
+	run_model(cx, gpu, p, "transformer");
+	assert_int_equal(fake.stats()->graph_launches, 2);
+
+	/* the cpu backend: one record per kernel, host clock */
+	if (mpcc_session_profile(cpu, 2, &lt, &n) != MPCC_OK)
+		fail_msg("%s", mpcc_context_last_error(cx));
+	assert_int_equal(n, p->n_kernels);
+	for (int k = 0; k < n; k++) {
+		assert_string_equal(lt[k].kernel, p->kernels[k]->name);
+		assert_int_equal(lt[k].stage, -1);
+		assert_int_equal(lt[k].grid, 0);
+		assert_true(lt[k].min_ms >= 0 && lt[k].min_ms <= lt[k].max_ms);
+	}
+	mpcc_free(lt);
+	assert_int_equal(mpcc_session_profile(cpu, 0, &lt, &n), MPCC_ERR_INVALID);
+	assert_null(lt);
+	assert_string_equal(mpcc_context_last_error(cx), "profile: runs must be >= 1, got 0");
+	mpcc_session_destroy(cpu);
+	mpcc_session_destroy(gpu);
+	no_leaks();
+	mpcc_plan_destroy(p);
+	mpcc_context_destroy(cx);
+}
+
+/*
+ * Each event call failing is one line naming it; the session stays usable
+ * and nothing leaks. Then every driver call of a profile fails in turn.
+ */
+static void
+a_failing_event_call_is_named_and_leaks_nothing(void **state)
+{
+	static const char *calls[] = {"cuEventCreate", "cuEventRecord", "cuEventElapsedTime_v2"};
+	mpcc_context *cx;
+	mpcc_launch_time *lt;
+	int n, n_failed = 0;
+	char want[160];
+
+	assert_int_equal(mpcc_context_create(&cx), MPCC_OK);
+	mpcc_plan *p = load(cx, mlp_plan, mlp_plan_size);
+	give_kernels(p);
+	for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+		fake.reset();
+		mpcc_session *s = cuda_session(cx, p);
+		assert_int_equal(mpcc_session_set_input(s, "x", MPCC_DTYPE_F32, mlp_x.rank,
+		                                        mlp_x.dims, mlp_x.data, mlp_x.nbytes),
+		                 MPCC_OK);
+		fake.set_fail(calls[i], 0, ERR_OUT_OF_MEMORY);
+		assert_int_equal(mpcc_session_profile(s, 2, &lt, &n), MPCC_ERR_BACKEND);
+		assert_null(lt);
+		assert_int_equal(n, 0);
+		snprintf(want, sizeof(want), "cuda backend: %s failed: CUDA_ERROR_OUT_OF_MEMORY (2)",
+		         calls[i]);
+		assert_string_equal(mpcc_context_last_error(cx), want);
+		fake.set_fail(NULL, 0, 0);
+		agrees_with_cpu(cx, p, s, 1.0f);
+		if (mpcc_session_profile(s, 1, &lt, &n) != MPCC_OK)
+			fail_msg("after %s: %s", calls[i], mpcc_context_last_error(cx));
+		mpcc_free(lt);
+		mpcc_session_destroy(s);
+		no_leaks();
+	}
+	for (int nth = 1;; nth++) {
+		fake.reset();
+		mpcc_session *s = cuda_session(cx, p);
+		assert_int_equal(mpcc_session_set_input(s, "x", MPCC_DTYPE_F32, mlp_x.rank,
+		                                        mlp_x.dims, mlp_x.data, mlp_x.nbytes),
+		                 MPCC_OK);
+		fake.set_fail(NULL, nth, ERR_OUT_OF_MEMORY);
+		mpcc_status st = mpcc_session_profile(s, 2, &lt, &n);
+		int calls_made = fake.stats()->calls;
+		if (st != MPCC_OK) {
+			const char *msg = mpcc_context_last_error(cx);
+			if (strncmp(msg, "cuda backend: ", 14) != 0 || strchr(msg, '\n') ||
+			    !strstr(msg, " failed") || !strstr(msg, "CUDA_ERROR_OUT_OF_MEMORY (2)"))
+				fail_msg("profile call %d: message '%s'", nth, msg);
+			assert_null(lt);
+			n_failed++;
+		} else {
+			mpcc_free(lt);
+		}
+		fake.set_fail(NULL, 0, 0);
+		mpcc_session_destroy(s);
+		no_leaks();
+		if (calls_made < nth)
+			break;
+	}
+	print_message("profile fault injection: %d calls failed it\n", n_failed);
+	assert_true(n_failed > 5);
+	mpcc_plan_destroy(p);
+	mpcc_context_destroy(cx);
+}
+
+/*
  * A trainer on cuda: its state buffers are rebound (swapped) every step,
  * so each run must read the inputs and write the outputs where they are
  * now. Five SGD steps give the cpu trainer's losses and final state.
@@ -862,6 +1039,8 @@ main(void)
 	    cmocka_unit_test(no_device_is_one_line_and_leaks_nothing),
 	    cmocka_unit_test(a_trainer_steps_on_cuda_as_on_cpu),
 	    cmocka_unit_test(every_model_test_agrees_with_cpu_through_the_fake),
+	    cmocka_unit_test(a_profile_times_every_launch_in_schedule_order),
+	    cmocka_unit_test(a_failing_event_call_is_named_and_leaks_nothing),
 	};
 	int rc;
 
