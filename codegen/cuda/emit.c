@@ -87,20 +87,6 @@ mpcc_cuda_put(sbuf *o, const char *fmt, ...)
 	va_end(ap);
 }
 
-static mpcc_status __attribute__((format(printf, 3, 4)))
-fail(emitter *e, mpcc_status st, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (e->st == MPCC_OK) {
-		e->st = st;
-		va_start(ap, fmt);
-		mpcc_diag_verror(e->d, st, fmt, ap);
-		va_end(ap);
-	}
-	return st;
-}
-
 mpcc_status
 mpcc_cuda_fail(emitter *e, mpcc_status st, const char *fmt, ...)
 {
@@ -606,7 +592,7 @@ emit_one(emitter *e, int32_t i)
 	bool ok = true;
 
 	if (!reg_type(t))
-		return fail(e, MPCC_ERR_INVALID, "kernel %s: expr %d has no dtype", k->name, i);
+		return mpcc_cuda_fail(e, MPCC_ERR_INVALID, "kernel %s: expr %d has no dtype", k->name, i);
 	put(e->o, "\t\tconst %s e%d = ", reg_type(t), i);
 	switch (x->op) {
 	case KIR_CONST:
@@ -614,20 +600,20 @@ emit_one(emitter *e, int32_t i)
 		break;
 	case KIR_VAR:
 		if (x->a < 0 || x->a >= 2 * KIR_MAX_DIMS || !e->vars[x->a])
-			return fail(e, MPCC_ERR_INVALID,
+			return mpcc_cuda_fail(e, MPCC_ERR_INVALID,
 			            "kernel %s: expr %d uses var %d outside its loop", k->name, i,
 			            x->a);
 		put(e->o, "v%d", x->a);
 		break;
 	case KIR_LOAD:
 		if (x->a < 0 || x->a >= k->n_bufs)
-			return fail(e, MPCC_ERR_INVALID, "kernel %s: expr %d loads buffer %d of %d",
+			return mpcc_cuda_fail(e, MPCC_ERR_INVALID, "kernel %s: expr %d loads buffer %d of %d",
 			            k->name, i, x->a, k->n_bufs);
 		emit_load(e, i, x);
 		break;
 	case KIR_ACC:
 		if (!e->acc)
-			return fail(e, MPCC_ERR_INVALID,
+			return mpcc_cuda_fail(e, MPCC_ERR_INVALID,
 			            "kernel %s: expr %d reads ACC outside the stores", k->name, i);
 		put(e->o, "acc");
 		break;
@@ -648,7 +634,7 @@ emit_one(emitter *e, int32_t i)
 		else
 			ok = false;
 		if (!ok)
-			return fail(
+			return mpcc_cuda_fail(
 			    e, MPCC_ERR_UNSUPPORTED,
 			    "kernel %s: expr %d: op %s on dtype %s not supported by the cuda "
 			    "emitter",
@@ -669,7 +655,7 @@ mpcc_cuda_expr(emitter *e, int32_t root)
 	const kir_kernel *k = e->k;
 
 	if (root < 0 || root >= k->n_exprs)
-		return fail(e, MPCC_ERR_INVALID, "kernel %s: expression index %d out of range",
+		return mpcc_cuda_fail(e, MPCC_ERR_INVALID, "kernel %s: expression index %d out of range",
 		            k->name, root);
 	if (e->done[root])
 		return MPCC_OK;
@@ -688,7 +674,7 @@ mpcc_cuda_expr(emitter *e, int32_t root)
 			if (!(m & (1u << j)))
 				continue;
 			if (ops[j] < 0 || ops[j] >= i)
-				return fail(e, MPCC_ERR_INVALID,
+				return mpcc_cuda_fail(e, MPCC_ERR_INVALID,
 				            "kernel %s: expr %d has operand %d", k->name, i,
 				            ops[j]);
 			e->mark[ops[j]] = 1;
@@ -792,7 +778,7 @@ emit_reduction(emitter *e, const kir_stage *st)
 	} else {
 		put(e->o, "\t%s acc = ", reg_type(at) ? reg_type(at) : "int");
 		if (!red_init(e, red, at))
-			return fail(e, MPCC_ERR_UNSUPPORTED, "kernel %s: reduction on dtype %d",
+			return mpcc_cuda_fail(e, MPCC_ERR_UNSUPPORTED, "kernel %s: reduction on dtype %d",
 			            k->name, at);
 		put(e->o, ";\n");
 	}
@@ -856,7 +842,7 @@ mpcc_cuda_store(emitter *e, const kir_store *s)
 	const kir_buf *bf;
 
 	if (s->buf < 0 || s->buf >= e->k->n_bufs)
-		return fail(e, MPCC_ERR_INVALID, "kernel %s: store to buffer %d", e->k->name,
+		return mpcc_cuda_fail(e, MPCC_ERR_INVALID, "kernel %s: store to buffer %d", e->k->name,
 		            s->buf);
 	bf = &e->k->bufs[s->buf];
 	if (e->vec_store >= 0) {
@@ -899,13 +885,13 @@ mpcc_cuda_signature(emitter *e, int si, bool one_block)
 	char name[96];
 
 	if (!mpcc_cuda_stage_name(name, sizeof(name), k, si))
-		return fail(e, MPCC_ERR_INVALID, "kernel %s: name too long", k->name);
+		return mpcc_cuda_fail(e, MPCC_ERR_INVALID, "kernel %s: name too long", k->name);
 	put(e->o, "extern \"C\" __global__ void __launch_bounds__(%d%s)\n%s(", MPCC_CUDA_BLOCK,
 	    one_block ? ", 1" : "", name);
 	for (int i = 0; i < k->n_bufs; i++) {
 		const char *mt = mpcc_cuda_mem_type(k->bufs[i].dtype);
 		if (!mt)
-			return fail(e, MPCC_ERR_INVALID, "kernel %s: buffer %d has no dtype",
+			return mpcc_cuda_fail(e, MPCC_ERR_INVALID, "kernel %s: buffer %d has no dtype",
 			            k->name, i);
 		put(e->o, "%s%s%s *b%d", i ? ", " : "", k->bufs[i].written ? "" : "const ", mt, i);
 	}
@@ -999,7 +985,7 @@ emit_stage(emitter *e, int si)
 	    st->n_red > KIR_MAX_DIMS || st->n_store < 0 || st->n_store > KIR_MAX_STORES ||
 	    (st->n_red > 0 && st->red_op == KIR_RED_NONE) || st->red_op > KIR_RED_ARGMIN_LAST ||
 	    (st->red_op != KIR_RED_NONE && (st->red_value < 0 || st->red_value >= k->n_exprs)))
-		return fail(e, MPCC_ERR_INVALID, "kernel %s: stage %d is malformed", k->name, si);
+		return mpcc_cuda_fail(e, MPCC_ERR_INVALID, "kernel %s: stage %d is malformed", k->name, si);
 	if (mpcc_cuda_matrix_plan(k, si, e->variant, &m))
 		return mpcc_cuda_emit_matrix(e, si, &m);
 	if (mpcc_cuda_reduce_mode(k, st) != MPCC_CUDA_RED_GENERIC)
@@ -1024,7 +1010,7 @@ emit_kernel(emitter *e, const kir_kernel *k)
 	e->done = calloc(n, 1);
 	e->mark = calloc(n, 1);
 	if (!e->done || !e->mark)
-		fail(e, MPCC_ERR_NOMEM, "cuda: out of memory emitting kernel %s", k->name);
+		mpcc_cuda_fail(e, MPCC_ERR_NOMEM, "cuda: out of memory emitting kernel %s", k->name);
 	put(e->o, "/* kernel %s */\n", k->name);
 	for (int s = 0; s < k->n_stages && e->st == MPCC_OK; s++)
 		emit_stage(e, s);
@@ -1064,13 +1050,13 @@ mpcc_cuda_emit_variant(kir_kernel *const *kernels, int n_kernels, bool with_prel
 	for (int i = 0; i < n_kernels && e.st == MPCC_OK; i++) {
 		for (int j = 0; j < i; j++)
 			if (strcmp(kernels[j]->name, kernels[i]->name) == 0)
-				fail(&e, MPCC_ERR_INVALID, "kernel name %s used twice",
+				mpcc_cuda_fail(&e, MPCC_ERR_INVALID, "kernel name %s used twice",
 				     kernels[i]->name);
 		if (e.st == MPCC_OK)
 			emit_kernel(&e, kernels[i]);
 	}
 	if (e.st == MPCC_OK && o.failed)
-		fail(&e, MPCC_ERR_NOMEM, "cuda: out of memory emitting source");
+		mpcc_cuda_fail(&e, MPCC_ERR_NOMEM, "cuda: out of memory emitting source");
 	if (e.st != MPCC_OK) {
 		free(o.p);
 		return e.st;
