@@ -9,7 +9,7 @@
  * NVRTC (through runtime/cuda_cache.c). Everything here is host code with
  * no CUDA dependency, so every build reads, checks and lists the section,
  * also one without the toolkit; only mpcc_plan_cuda_build needs NVRTC
- * (runtime/plan_cuda_build.c, or the stub in runtime/backend_cuda_none.c).
+ * (runtime/plan_cuda_build.c, or the no-toolkit variant in runtime/backend_cuda_none.c).
  *
  * The loader checks the layout and each image's self-description (a cubin
  * is an ELF file, PTX is text), not that the images were compiled from the

@@ -4,7 +4,7 @@
  * compiled by NVRTC for each requested target (codegen/cuda/nvrtc.c).
  *
  * Built only with the CUDA toolkit (MPCC_WITH_CUDA); runtime/
- * backend_cuda_none.c has the stub of a build without it.
+ * backend_cuda_none.c has the no-toolkit variant, which compiles nothing.
  *
  * The targets compile in parallel, one thread each: NVRTC programs are
  * independent and NVRTC may be called from several threads at once, and

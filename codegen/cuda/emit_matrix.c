@@ -44,9 +44,9 @@
  * Device helpers. cp.async's src-size zero-fills the rest of a chunk that
  * runs past the edge; a source pointer that is not aligned to the chunk
  * (checked per kernel, as plan tensors need not be) takes plain loads.
- * Host shims that run one thread (tests/unit/cuda_shim.h) take the generic
- * path and get stubs; test_cuda_matrix.c defines MPCC_SHIM_MATRIX and
- * brings emulations of its own.
+ * Host shims that run one thread (tests/unit/test_cuda_host.c) take the
+ * generic path and get trapping placeholders; the emulator of
+ * tests/unit/cuda_emu.c defines MPCC_SHIM_MATRIX and brings its own.
  */
 const char mpcc_cuda_matrix_prelude[] =
     "#ifndef MPCC_HOST_SHIM\n"

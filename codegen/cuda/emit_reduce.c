@@ -68,8 +68,8 @@ enum { RED_MIN = 64, BLOCK_RED = 2048, BLOCK_PAR = 1024, WARPS = MPCC_CUDA_BLOCK
 /*
  * Shuffles go through the CUDA intrinsics (which NVRTC declares without a
  * header); the 16-byte vector type and its accessors serve emit_vec.c.
- * Host shims that run one thread (test_cuda_host.c) get stubs: with one
- * thread the reductions take their generic body. The emulator of
+ * Host shims that run one thread (test_cuda_host.c) get shuffles that
+ * trap: with one thread the reductions take their generic body. The emulator of
  * tests/unit/cuda_emu.c (MPCC_SHIM_MATRIX) brings its own shuffles and
  * 16-byte accesses, which check alignment.
  */
