@@ -564,12 +564,16 @@ emit_load(emitter *e, int32_t i, const kir_expr *x)
 	mpcc_dtype t = e->k->bufs[x->a].dtype;
 	char ref[64];
 
-	if (e->vec_load && e->vec_load[i] && mpcc_dtype_size(t) == 2)
-		snprintf(ref, sizeof(ref), "(%s)mpcc_vget16(vl%d, w)", mpcc_cuda_mem_type(t), i);
+	if (e->vec_load && e->vec_load[i] && mpcc_dtype_size(t) == 1)
+		snprintf(ref, sizeof(ref), "(%s)mpcc_vget8(vl%d[w >> 4], w & 15)",
+		         mpcc_cuda_mem_type(t), i);
+	else if (e->vec_load && e->vec_load[i] && mpcc_dtype_size(t) == 2)
+		snprintf(ref, sizeof(ref), "(%s)mpcc_vget16(vl%d[w >> 3], w & 7)",
+		         mpcc_cuda_mem_type(t), i);
 	else if (e->vec_load && e->vec_load[i] && t == MPCC_DTYPE_F32)
-		snprintf(ref, sizeof(ref), "__int_as_float((int)vl%d.w[w])", i);
+		snprintf(ref, sizeof(ref), "__int_as_float((int)vl%d[w >> 2].w[w & 3])", i);
 	else if (e->vec_load && e->vec_load[i])
-		snprintf(ref, sizeof(ref), "(%s)vl%d.w[w]", mpcc_cuda_mem_type(t), i);
+		snprintf(ref, sizeof(ref), "(%s)vl%d[w >> 2].w[w & 3]", mpcc_cuda_mem_type(t), i);
 	else
 		snprintf(ref, sizeof(ref), "b%d[e%d]", x->a, x->b);
 	if (t == MPCC_DTYPE_F16)
@@ -850,17 +854,20 @@ mpcc_cuda_store(emitter *e, const kir_store *s)
 		int v = s->value;
 		if (mpcc_cuda_expr(e, v))
 			return e->st;
-		if (bf->dtype == MPCC_DTYPE_F16 || bf->dtype == MPCC_DTYPE_BF16)
-			put(e->o, "\t\tmpcc_vset16(vs%d, w, mpcc_f2%s(e%d));\n", e->vec_store,
-			    bf->dtype == MPCC_DTYPE_F16 ? "h" : "bf", v);
+		if (mpcc_dtype_size(bf->dtype) == 1)
+			put(e->o, "\t\tmpcc_vset8(vs%d[w >> 4], w & 15, (unsigned char)e%d);\n",
+			    e->vec_store, v);
+		else if (bf->dtype == MPCC_DTYPE_F16 || bf->dtype == MPCC_DTYPE_BF16)
+			put(e->o, "\t\tmpcc_vset16(vs%d[w >> 3], w & 7, mpcc_f2%s(e%d));\n",
+			    e->vec_store, bf->dtype == MPCC_DTYPE_F16 ? "h" : "bf", v);
 		else if (mpcc_dtype_size(bf->dtype) == 2)
-			put(e->o, "\t\tmpcc_vset16(vs%d, w, (unsigned short)e%d);\n", e->vec_store,
-			    v);
+			put(e->o, "\t\tmpcc_vset16(vs%d[w >> 3], w & 7, (unsigned short)e%d);\n",
+			    e->vec_store, v);
 		else if (bf->dtype == MPCC_DTYPE_F32)
-			put(e->o, "\t\tvs%d.w[w] = (unsigned)__float_as_int(e%d);\n", e->vec_store,
-			    v);
+			put(e->o, "\t\tvs%d[w >> 2].w[w & 3] = (unsigned)__float_as_int(e%d);\n",
+			    e->vec_store, v);
 		else
-			put(e->o, "\t\tvs%d.w[w] = (unsigned)e%d;\n", e->vec_store, v);
+			put(e->o, "\t\tvs%d[w >> 2].w[w & 3] = (unsigned)e%d;\n", e->vec_store, v);
 		return MPCC_OK;
 	} else {
 		if (mpcc_cuda_expr(e, s->index) || mpcc_cuda_expr(e, s->value))

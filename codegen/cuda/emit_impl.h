@@ -33,8 +33,9 @@ typedef struct emitter {
 	bool acc;                    /* ACC readable (store region of a reduction) */
 	int variant;                 /* matrix tile variant forced (tests), -1: chosen per stage */
 	/* Vectorised lanes (emit_vec.c): a load expression i with vec_load[i]
-	 * prints as `vl<i>.t[w]` (its index is not printed), and with
-	 * vec_store >= 0 a store writes `vs<vec_store>.t[w]` instead of memory. */
+	 * prints as lane w of the 16-byte words `vl<i>[]` (its index is not
+	 * printed), and with vec_store >= 0 a store sets lane w of the staging
+	 * words `vs<vec_store>[]` instead of writing memory. */
 	const uint8_t *vec_load;
 	int vec_store;
 } emitter;

@@ -10,18 +10,28 @@
  * Dispatch (mpcc_cuda_vec_width). Every store and every load the stores
  * need must have an affine index (in the sense of codegen/kir_matrix.h's
  * kir_affine, extended to the flat-index divisions and remainders that
- * fused broadcasts use, see affine() below) whose coefficient of the innermost var is 1 (a vector
- * access) or, for loads, 0 (a broadcast, read as a scalar in each lane); every vector access has
- * the same element size, 2 or 4 bytes; the innermost extent is a multiple of W; the stage reads no
- * buffer it stores to and stores to each buffer once. Anything else (gathers, transposed reads, 1-
- * or 8-byte elements, mixed widths such as an f32 -> f16 cast) keeps the generic body.
+ * fused broadcasts use, see affine() below) whose coefficient of the
+ * innermost var is 1 (a vector access) or, for loads, 0 (a broadcast, read
+ * as a scalar in each lane); every vector access has elements of 1, 2 or 4
+ * bytes; the innermost extent is a multiple of W; the stage reads no
+ * buffer it stores to and stores to each buffer once. Anything else
+ * (gathers, transposed reads, 8-byte elements) keeps the generic body.
+ *
+ * Mixed widths are the common case in a reduced-precision plan: an f16
+ * load cast to f32, an f32 master weight cast to bf16, a comparison that
+ * stores bools. W is set by the narrowest vector access, W = 16 / its
+ * size, so that access moves its W elements in one 16-byte word and a
+ * wider one in W * size / 16 words (an f32 operand of an f16 stage: two).
+ * Every access is then 16-byte wide and coalesced, and a thread's W points
+ * are consecutive in every buffer.
  *
  * Per group of W points the thread decodes the first point, computes the
  * element index of each vector access there, and checks at run time that
  * every such address is 16-byte aligned (base pointer and offset both
- * count: an odd row length or a sliced view breaks it). Aligned: one
- * mpcc_ld16 per vector load, the W points' expressions in an unrolled loop
- * reading their lane of the loaded words, one mpcc_st16 per store.
+ * count: an odd row length or a sliced view breaks it; the further words
+ * of a wide access follow 16 bytes apart). Aligned: mpcc_ld16 per word of
+ * each vector load, the W points' expressions in an unrolled loop reading
+ * their lane of the loaded words, mpcc_st16 per word of each store.
  * Misaligned: the same W points with scalar accesses. Either way each
  * point's value is computed by the same expression text as the generic
  * body, so results are bit-identical to it. Groups are handed out
@@ -192,6 +202,21 @@ inner_coef(const kir_kernel *k, const kir_stage *st, int32_t x)
 	return a.coef[st->n_par - 1] == 0 ? 0 : a.coef[st->n_par - 1] == 1 ? 1 : -1;
 }
 
+/* Folds a vector access of dtype t into *min, the narrowest element size
+ * so far (0: none yet); false for a size a 16-byte word can't hold as
+ * lanes (8 bytes and up). */
+static bool
+vec_size(mpcc_dtype t, size_t *min)
+{
+	size_t z = mpcc_dtype_size(t);
+
+	if (z != 1 && z != 2 && z != 4)
+		return false;
+	if (*min == 0 || z < *min)
+		*min = z;
+	return true;
+}
+
 static bool
 plan(const kir_kernel *k, const kir_stage *st, vec_plan *out)
 {
@@ -218,9 +243,7 @@ plan(const kir_kernel *k, const kir_stage *st, vec_plan *out)
 		}
 		for (int t = 0; t < s; t++)
 			ok = ok && st->store[t].buf != a->buf;
-		if (size && mpcc_dtype_size(k->bufs[a->buf].dtype) != size)
-			ok = false;
-		size = mpcc_dtype_size(k->bufs[a->buf].dtype);
+		ok = ok && vec_size(k->bufs[a->buf].dtype, &size);
 	}
 	for (int32_t i = 0; ok && i < k->n_exprs; i++) {
 		const kir_expr *x = &k->exprs[i];
@@ -239,13 +262,11 @@ plan(const kir_kernel *k, const kir_stage *st, vec_plan *out)
 			break;
 		}
 		if (c == 1) {
-			if (mpcc_dtype_size(k->bufs[x->a].dtype) != size)
-				ok = false;
+			ok = vec_size(k->bufs[x->a].dtype, &size);
 			need[i] = 2;
 		}
 	}
-	if (ok && (size == 2 || size == 4) &&
-	    st->par_ext[st->n_par - 1] % (int64_t)(16 / size) == 0) {
+	if (ok && size >= 1 && st->par_ext[st->n_par - 1] % (int64_t)(16 / size) == 0) {
 		for (int32_t i = 0; i < k->n_exprs; i++)
 			need[i] = need[i] == 2;
 		out->w = (int)(16 / size);
@@ -282,11 +303,23 @@ mpcc_cuda_vec_launch(const kir_kernel *k, const kir_stage *st, unsigned *grid, u
 	return true;
 }
 
-/* The 16-byte address of access (buffer b, index expression x). */
-static void
-put_addr(emitter *e, int b, int32_t x)
+/* The 16-byte words a vector access of buffer b moves per group of w points. */
+static int
+words(const kir_kernel *k, int b, int w)
 {
-	mpcc_cuda_put(e->o, "b%d + e%d", b, x);
+	return (int)((size_t)w * mpcc_dtype_size(k->bufs[b].dtype) / 16);
+}
+
+/* The address of word j of access (buffer b, index expression x). */
+static void
+put_addr(emitter *e, int b, int32_t x, int j)
+{
+	size_t per = 16 / mpcc_dtype_size(e->k->bufs[b].dtype);
+
+	if (j == 0)
+		mpcc_cuda_put(e->o, "b%d + e%d", b, x);
+	else
+		mpcc_cuda_put(e->o, "b%d + e%d + %zu", b, x, (size_t)j * per);
 }
 
 /* Stores with a 16-byte staging word: element w of the store's value. */
@@ -335,32 +368,40 @@ mpcc_cuda_emit_vec(emitter *e, int si)
 	for (int s = 0; s < st->n_store; s++)
 		if (mpcc_cuda_expr(e, st->store[s].index))
 			goto out;
+	/* the first word of each access aligned: the others follow 16 bytes on */
 	mpcc_cuda_put(e->o, "\tconst bool al = ");
 	first = true;
 	for (int32_t i = 0; i < k->n_exprs; i++) {
 		if (!p.vload[i])
 			continue;
 		mpcc_cuda_put(e->o, "%s((unsigned long long)(", first ? "" : " &&\n\t\t");
-		put_addr(e, k->exprs[i].a, k->exprs[i].b);
+		put_addr(e, k->exprs[i].a, k->exprs[i].b, 0);
 		mpcc_cuda_put(e->o, ") & 15ULL) == 0");
 		first = false;
 	}
 	for (int s = 0; s < st->n_store; s++) {
 		mpcc_cuda_put(e->o, "%s((unsigned long long)(", first ? "" : " &&\n\t\t");
-		put_addr(e, st->store[s].buf, st->store[s].index);
+		put_addr(e, st->store[s].buf, st->store[s].index, 0);
 		mpcc_cuda_put(e->o, ") & 15ULL) == 0");
 		first = false;
 	}
 	mpcc_cuda_put(e->o, ";\n\tif (al) {\n");
 	for (int32_t i = 0; i < k->n_exprs; i++) {
+		int n;
+
 		if (!p.vload[i])
 			continue;
-		mpcc_cuda_put(e->o, "\tconst mpcc_v16 vl%d = mpcc_ld16(", i);
-		put_addr(e, k->exprs[i].a, k->exprs[i].b);
-		mpcc_cuda_put(e->o, ");\n");
+		n = words(k, k->exprs[i].a, p.w);
+		mpcc_cuda_put(e->o, "\tmpcc_v16 vl%d[%d];\n", i, n);
+		for (int j = 0; j < n; j++) {
+			mpcc_cuda_put(e->o, "\tvl%d[%d] = mpcc_ld16(", i, j);
+			put_addr(e, k->exprs[i].a, k->exprs[i].b, j);
+			mpcc_cuda_put(e->o, ");\n");
+		}
 	}
 	for (int s = 0; s < st->n_store; s++)
-		mpcc_cuda_put(e->o, "\tmpcc_v16 vs%d = {{0u, 0u, 0u, 0u}};\n", s);
+		mpcc_cuda_put(e->o, "\tmpcc_v16 vs%d[%d] = {};\n", s,
+		              words(k, st->store[s].buf, p.w));
 	mpcc_cuda_put(e->o, "\t#pragma unroll\n\tfor (int w = 0; w < %d; w++) {\n", p.w);
 	e->vec_load = p.vload;
 	for (int s = 0; s < st->n_store && e->st == MPCC_OK; s++) {
@@ -378,9 +419,11 @@ mpcc_cuda_emit_vec(emitter *e, int si)
 		goto out;
 	mpcc_cuda_put(e->o, "\t}\n");
 	for (int s = 0; s < st->n_store; s++) {
-		mpcc_cuda_put(e->o, "\tmpcc_st16(");
-		put_addr(e, st->store[s].buf, st->store[s].index);
-		mpcc_cuda_put(e->o, ", vs%d);\n", s);
+		for (int j = 0; j < words(k, st->store[s].buf, p.w); j++) {
+			mpcc_cuda_put(e->o, "\tmpcc_st16(");
+			put_addr(e, st->store[s].buf, st->store[s].index, j);
+			mpcc_cuda_put(e->o, ", vs%d[%d]);\n", s, j);
+		}
 	}
 	mpcc_cuda_put(e->o, "\t} else {\n\tfor (int w = 0; w < %d; w++) {\n", p.w);
 	if (put_lane_stores(e, st, inner))

@@ -9,8 +9,9 @@
  * reduction operator; NaN at a row's first element, NaNs inside rows, +0
  * and -0 and repeated values, so MAX/MIN and ARG* ties are exercised;
  * integer wrap-around; f16 and bf16 values; reductions over an inner, an
- * outer and several dims; block and warp mode; vectorised f32 and f16
- * stages with broadcast operands), small ONNX graphs (Softmax, LayerNorm,
+ * outer and several dims; block and warp mode; vectorised f32, f16 and
+ * bf16 stages with broadcast operands, and stages mixing 1-, 2- and
+ * 4-byte elements), small ONNX graphs (Softmax, LayerNorm,
  * ReduceMean/Max, ArgMax/ArgMin, an elementwise chain) in fp32, fp16 and
  * bf16 plans, and every reducing or vectorised stage of the model tests.
  * Each stage runs with the launch the emitter chooses, with a grid of one
@@ -222,6 +223,46 @@ elementwise_kernel(suite *s, const char *name, mpcc_dtype t, int64_t rows, int64
 		mx = kir_unary(k, KIR_TANH, mx);
 	kir_stage_store(k, st, y, i, kir_cast(k, t, mx));
 	kir_stage_store(k, st, z, i, kir_cast(k, t, sum));
+	assert_true(kir_kernel_ok(k));
+	s->owned[s->n_owned++] = k;
+	return k;
+}
+
+/*
+ * Mixed element widths, as a reduced-precision plan has them: x (f32) and
+ * h (hw: f16 or bf16) read per point, s (i8) and g (bool) when bytes, a
+ * row bias r (f32) read per row; stores y = hw(x * h + r), z = f32(h) - x
+ * and, when bytes, m = x > h and q = i8(s + 1). W is 16 / the narrowest
+ * size: 8 without the byte buffers, 16 with them.
+ */
+static kir_kernel *
+mixed_kernel(suite *s, const char *name, mpcc_dtype hw, int64_t rows, int64_t cols, bool bytes)
+{
+	kir_kernel *k = kir_kernel_create(name);
+	int64_t ext[2] = {rows, cols}, n = rows * cols;
+	int x = kir_buf_add(k, MPCC_DTYPE_F32, KIR_BUF_PARAM, 0, n);
+	int h = kir_buf_add(k, hw, KIR_BUF_PARAM, 1, n);
+	int r = kir_buf_add(k, MPCC_DTYPE_F32, KIR_BUF_PARAM, 2, rows);
+	int y = kir_buf_add(k, hw, KIR_BUF_PARAM, 3, n);
+	int z = kir_buf_add(k, MPCC_DTYPE_F32, KIR_BUF_PARAM, 4, n);
+	int32_t i = kir_iadd(k, kir_imul(k, kir_var(k, 0), cols), kir_var(k, 1));
+	int32_t xv = kir_load(k, x, i);
+	int32_t hv = kir_cast(k, MPCC_DTYPE_F32, kir_load(k, h, i));
+	int32_t rv = kir_load(k, r, kir_var(k, 0));
+	kir_stage *st = kir_stage_add(k, 2, ext, 0, NULL, KIR_RED_NONE, MPCC_DTYPE_UNDEF, -1);
+
+	kir_stage_store(k, st, y, i,
+	                kir_cast(k, hw, kir_binary(k, KIR_ADD, kir_binary(k, KIR_MUL, xv, hv), rv)));
+	kir_stage_store(k, st, z, i, kir_binary(k, KIR_SUB, hv, xv));
+	if (bytes) {
+		int sb = kir_buf_add(k, MPCC_DTYPE_I8, KIR_BUF_PARAM, 5, n);
+		int m = kir_buf_add(k, MPCC_DTYPE_BOOL, KIR_BUF_PARAM, 6, n);
+		int q = kir_buf_add(k, MPCC_DTYPE_I8, KIR_BUF_PARAM, 7, n);
+		int32_t one = kir_const_i(k, MPCC_DTYPE_I8, 1);
+
+		kir_stage_store(k, st, m, i, kir_binary(k, KIR_GT, xv, hv));
+		kir_stage_store(k, st, q, i, kir_binary(k, KIR_ADD, kir_load(k, sb, i), one));
+	}
 	assert_true(kir_kernel_ok(k));
 	s->owned[s->n_owned++] = k;
 	return k;
@@ -634,10 +675,17 @@ pinned_kernels_take_their_path_and_match_interpreter(void **state)
 	add_pinned(&s, elementwise_kernel(&s, "ew_bf16", MPCC_DTYPE_BF16, 3, 8, 0), P_VEC);
 	add_pinned(&s, elementwise_kernel(&s, "ew_flat", MPCC_DTYPE_F32, 6, 40, 40), P_VEC);
 	add_pinned(&s, elementwise_kernel(&s, "ew_flat_f16", MPCC_DTYPE_F16, 3, 16, 16), P_VEC);
+	add_pinned(&s, mixed_kernel(&s, "mixed_f16", MPCC_DTYPE_F16, 5, 24, false), P_VEC);
+	add_pinned(&s, mixed_kernel(&s, "mixed_bf16", MPCC_DTYPE_BF16, 3, 40, false), P_VEC);
+	add_pinned(&s, mixed_kernel(&s, "mixed_bytes", MPCC_DTYPE_F16, 4, 48, true), P_VEC);
+	assert_int_equal(mpcc_cuda_vec_width(s.owned[s.n_owned - 3], &s.owned[s.n_owned - 3]->stages[0]), 8);
+	assert_int_equal(mpcc_cuda_vec_width(s.owned[s.n_owned - 1], &s.owned[s.n_owned - 1]->stages[0]), 16);
 	/* not vectorisable: an inner extent that is no multiple of W, and a
 	 * remainder that wraps inside a row (flat % 20 over rows of 40) */
 	add_pinned(&s, elementwise_kernel(&s, "ew_ragged", MPCC_DTYPE_F32, 7, 30, 0), P_GENERIC);
 	add_pinned(&s, elementwise_kernel(&s, "ew_wraps", MPCC_DTYPE_F32, 6, 40, 20), P_GENERIC);
+	/* rows of 24 bytes-and-f32 points: a multiple of 8, not of W = 16 */
+	add_pinned(&s, mixed_kernel(&s, "mixed_ragged", MPCC_DTYPE_F16, 4, 24, true), P_GENERIC);
 	assert_int_equal(run_suite(&s, "pinned kernels"), 0);
 	suite_fini(&s);
 }
