@@ -615,7 +615,7 @@ load_code(cuda_state *s, mpcc_diag *d)
 	void **args = s->args;
 	for (int k = 0; k < p->n_kernels; k++) {
 		const kir_kernel *kk = p->kernels[k];
-		for (int i = 0; i < kk->n_stages; i++) {
+		for (int i = 0; i < kk->n_stages; i += mpcc_cuda_stage_span(kk, i)) {
 			launch *l = &s->launches[s->n_launches++];
 			if (!mpcc_cuda_stage_name(name, sizeof(name), kk, i))
 				return mpcc_diag_error(d, MPCC_ERR_INVALID,

@@ -134,7 +134,8 @@ mpcc_cuda_stage_launch(const kir_kernel *k, int stage, unsigned *grid, unsigned 
 		*grid = *block = 1;
 		return;
 	}
-	if (mpcc_cuda_reduce_launch(k, st, grid, block) || mpcc_cuda_vec_launch(k, st, grid, block))
+	if (mpcc_cuda_row_launch(k, stage, grid, block) ||
+	    mpcc_cuda_reduce_launch(k, st, grid, block) || mpcc_cuda_vec_launch(k, st, grid, block))
 		return;
 	*block = MPCC_CUDA_BLOCK;
 	*grid = blocks < 1 ? 1 : blocks > 65535 ? 65535 : (unsigned)blocks;
@@ -929,6 +930,22 @@ mpcc_cuda_decode_vars(emitter *e, int first, int n, const int64_t *ext, const ch
 	}
 }
 
+mpcc_status
+mpcc_cuda_point_body(emitter *e, const kir_stage *st)
+{
+	put(e->o, "\t{\n");
+	if (st->red_op != KIR_RED_NONE && emit_reduction(e, st))
+		return e->st;
+	put(e->o, "\t{\n");
+	for (int s = 0; s < st->n_store; s++)
+		if (mpcc_cuda_store(e, &st->store[s]))
+			return e->st;
+	put(e->o, "\t}\n\t}\n");
+	e->acc = false;
+	mpcc_cuda_clear_region(e);
+	return MPCC_OK;
+}
+
 /*
  * The generic body: one thread per point of the flattened parallel domain
  * (grid-stride), vars decoded innermost first. A serial stage runs every
@@ -963,13 +980,9 @@ mpcc_cuda_generic_body(emitter *e, const kir_stage *st)
 		put(e->o, "\t(void)v%d;\n", i);
 		e->vars[i] = true;
 	}
-	if (st->red_op != KIR_RED_NONE && emit_reduction(e, st))
+	if (mpcc_cuda_point_body(e, st))
 		return e->st;
-	put(e->o, "\t{\n");
-	for (int s = 0; s < st->n_store; s++)
-		if (mpcc_cuda_store(e, &st->store[s]))
-			return e->st;
-	put(e->o, "\t}\n\t}\n");
+	put(e->o, "\t}\n");
 	memset(e->vars, 0, sizeof(e->vars));
 	e->acc = false;
 	mpcc_cuda_clear_region(e);
@@ -995,6 +1008,8 @@ emit_stage(emitter *e, int si)
 		return mpcc_cuda_fail(e, MPCC_ERR_INVALID, "kernel %s: stage %d is malformed", k->name, si);
 	if (mpcc_cuda_matrix_plan(k, si, e->variant, &m))
 		return mpcc_cuda_emit_matrix(e, si, &m);
+	if (mpcc_cuda_stage_span(k, si) > 1)
+		return mpcc_cuda_emit_row(e, si);
 	if (mpcc_cuda_reduce_mode(k, st) != MPCC_CUDA_RED_GENERIC)
 		return mpcc_cuda_emit_reduce(e, si);
 	if (mpcc_cuda_vec_width(k, st) > 1)
@@ -1019,7 +1034,7 @@ emit_kernel(emitter *e, const kir_kernel *k)
 	if (!e->done || !e->mark)
 		mpcc_cuda_fail(e, MPCC_ERR_NOMEM, "cuda: out of memory emitting kernel %s", k->name);
 	put(e->o, "/* kernel %s */\n", k->name);
-	for (int s = 0; s < k->n_stages && e->st == MPCC_OK; s++)
+	for (int s = 0; s < k->n_stages && e->st == MPCC_OK; s += mpcc_cuda_stage_span(k, s))
 		emit_stage(e, s);
 	free(e->done);
 	free(e->mark);

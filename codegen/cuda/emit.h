@@ -22,6 +22,9 @@
  * element width move W = 16 / size elements per 16-byte access when the
  * addresses are aligned at run time (emit_vec.c; mpcc_cuda_vec_width);
  * each point evaluates the generic text, so they are bit-identical.
+ * Consecutive stages over the same rows that depend on each other only
+ * row by row (softmax, normalisations, losses) are printed as one row
+ * kernel (emit_row.c; mpcc_cuda_stage_span) with the same numerics.
  *
  * Matrix products (MatMul, Gemm, batched MatMul, Conv as implicit GEMM: the
  * stages codegen/kir_matrix.h recognises) get tiled kernels instead
@@ -55,7 +58,22 @@
 /* Writes "<kernel>_s<stage>" into buf (size n); false if it does not fit. */
 bool mpcc_cuda_stage_name(char *buf, size_t n, const kir_kernel *k, int stage);
 
+/*
+ * How many stages the function of stage s runs: 1, or n >= 2 for a row
+ * kernel (emit_row.c: a softmax's or a normalisation's stages, one launch
+ * with a group of threads per row). Stages s+1..s+n-1 then have no function
+ * and no launch of their own: callers walk stages with
+ * `for (s = 0; s < n_stages; s += mpcc_cuda_stage_span(k, s))`.
+ */
+int mpcc_cuda_stage_span(const kir_kernel *k, int stage);
+/* For tests: the group a row kernel starting at stage s gives a row
+ * (MPCC_CUDA_RED_GENERIC: a thread), or -1 when s starts none. */
+int mpcc_cuda_row_mode(const kir_kernel *k, int stage);
+bool mpcc_cuda_row_launch(const kir_kernel *k, int stage, unsigned *grid, unsigned *block);
+
 /* The launch configuration of stage s of k: 1x1 for serial stages; for a
+ * row kernel MPCC_CUDA_BLOCK threads and a block per 8 rows (warp form),
+ * per row (block form) or per 256 rows (thread form); for a
  * tiled matrix stage its block size (128 or 256) and one block per tile;
  * for a cooperative reduction MPCC_CUDA_BLOCK threads and a block per 8
  * points (warp mode) or per point (block mode); for a vectorised stage

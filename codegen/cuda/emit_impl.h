@@ -81,6 +81,10 @@ mpcc_status mpcc_cuda_signature(emitter *e, int si, bool one_block);
  * the function. */
 mpcc_status mpcc_cuda_generic_body(emitter *e, const kir_stage *st);
 
+/* One point of st, its parallel vars decoded, in a `{ }` scope: the
+ * sequential reduction if any, then the stores. */
+mpcc_status mpcc_cuda_point_body(emitter *e, const kir_stage *st);
+
 /* The device helpers of the matrix kernels (inline PTX), after the prelude. */
 extern const char mpcc_cuda_matrix_prelude[];
 
@@ -94,6 +98,16 @@ void mpcc_cuda_decode_vars(emitter *e, int first, int n, const int64_t *ext, con
 /* emit_reduce.c: the cooperative reductions and their device helpers. */
 extern const char mpcc_cuda_reduce_prelude[];
 mpcc_status mpcc_cuda_emit_reduce(emitter *e, int si);
+/* Whether st's reduction can be folded by a group of lanes (its operator
+ * and dtypes shuffle, it reads none of its own stores), at any length. */
+bool mpcc_cuda_coop_ok(const kir_kernel *k, const kir_stage *st);
+/* One point's cooperative fold and stores, in a `{ }` scope: st's parallel
+ * vars are decoded, `lane` (threadIdx.x & 31) is in scope, every lane of
+ * the warp (blk: of the block) is here with the same point. */
+mpcc_status mpcc_cuda_coop_point(emitter *e, const kir_stage *st, bool blk);
+
+/* emit_row.c: the row kernel that starts at stage first. */
+mpcc_status mpcc_cuda_emit_row(emitter *e, int first);
 
 /* emit_vec.c: stage si with 16-byte loads and stores, W points a thread. */
 mpcc_status mpcc_cuda_emit_vec(emitter *e, int si);

@@ -136,6 +136,26 @@ shfl_type(mpcc_dtype t)
 	}
 }
 
+bool
+mpcc_cuda_coop_ok(const kir_kernel *k, const kir_stage *st)
+{
+	kir_red r = st->red_op;
+	mpcc_dtype vt, at = st->acc_dtype;
+
+	if (st->serial || r == KIR_RED_NONE || r > KIR_RED_ARGMIN_LAST || st->n_red < 1 ||
+	    st->n_red > KIR_MAX_DIMS || st->n_par < 0 || st->n_par > KIR_MAX_DIMS ||
+	    st->red_value < 0 || st->red_value >= k->n_exprs)
+		return false;
+	if (mpcc_cuda_par_total(st) < 1 || red_total(st) < 1 || kir_reads_own_stores(k, st))
+		return false;
+	vt = k->exprs[st->red_value].dtype;
+	if (mpcc_cuda_is_arg(r))
+		return shfl_type(vt) != NULL;
+	return shfl_type(at) && vt == at &&
+	       !((r == KIR_RED_SUM || r == KIR_RED_PROD) &&
+	         (at == MPCC_DTYPE_F16 || at == MPCC_DTYPE_BF16));
+}
+
 /*
  * Which form stage st takes (see the file comment). Matrix stages are
  * decided before this is asked.
@@ -143,27 +163,14 @@ shfl_type(mpcc_dtype t)
 mpcc_cuda_red_mode
 mpcc_cuda_reduce_mode(const kir_kernel *k, const kir_stage *st)
 {
-	kir_red r = st->red_op;
-	mpcc_dtype vt, at = st->acc_dtype;
 	int64_t np, nr;
 
-	if (st->serial || r == KIR_RED_NONE || r > KIR_RED_ARGMIN_LAST || st->n_red < 1 ||
-	    st->n_red > KIR_MAX_DIMS || st->n_par < 0 || st->n_par > KIR_MAX_DIMS ||
-	    st->red_value < 0 || st->red_value >= k->n_exprs)
+	if (!mpcc_cuda_coop_ok(k, st))
 		return MPCC_CUDA_RED_GENERIC;
 	np = mpcc_cuda_par_total(st);
 	nr = red_total(st);
-	if (np < 1 || nr < RED_MIN || kir_reads_own_stores(k, st))
+	if (nr < RED_MIN)
 		return MPCC_CUDA_RED_GENERIC;
-	vt = k->exprs[st->red_value].dtype;
-	if (mpcc_cuda_is_arg(r)) {
-		if (!shfl_type(vt))
-			return MPCC_CUDA_RED_GENERIC;
-	} else if (!shfl_type(at) || vt != at ||
-	           ((r == KIR_RED_SUM || r == KIR_RED_PROD) &&
-	            (at == MPCC_DTYPE_F16 || at == MPCC_DTYPE_BF16))) {
-		return MPCC_CUDA_RED_GENERIC;
-	}
 	return np < BLOCK_PAR && nr >= BLOCK_RED ? MPCC_CUDA_RED_BLOCK : MPCC_CUDA_RED_WARP;
 }
 
@@ -303,54 +310,29 @@ put_fold(emitter *e, const red_form *f, int v)
 	}
 }
 
-/*
- * The kernel: the generic body for a launch of another block size, then
- * groups (warps or the block) looping over points; per point each lane
- * folds its strided share, the group combines, one thread stores.
- */
 mpcc_status
-mpcc_cuda_emit_reduce(emitter *e, int si)
+mpcc_cuda_coop_point(emitter *e, const kir_stage *st, bool blk)
 {
 	const kir_kernel *k = e->k;
-	const kir_stage *st = &k->stages[si];
-	bool blk = mpcc_cuda_reduce_mode(k, st) == MPCC_CUDA_RED_BLOCK;
-	long long np = (long long)mpcc_cuda_par_total(st), nr = (long long)red_total(st);
+	long long nr = (long long)red_total(st);
 	red_form f;
 	const char *ty;
 
 	f.r = st->red_op;
 	f.t = mpcc_cuda_is_arg(f.r) ? k->exprs[st->red_value].dtype : st->acc_dtype;
-	f.pair =
-	    mpcc_cuda_is_arg(f.r) || ((f.r == KIR_RED_MAX || f.r == KIR_RED_MIN) && mpcc_cuda_is_float(f.t));
+	f.pair = mpcc_cuda_is_arg(f.r) ||
+	         ((f.r == KIR_RED_MAX || f.r == KIR_RED_MIN) && mpcc_cuda_is_float(f.t));
 	f.val = mpcc_cuda_is_arg(f.r) ? "best" : "acc";
 	f.idx = mpcc_cuda_is_arg(f.r) ? "acc" : "ai";
 	ty = mpcc_cuda_reg_type(f.t);
-	if (mpcc_cuda_signature(e, si, false))
-		return e->st;
-	mpcc_cuda_put(e->o, "\tif (blockDim.x != %uu) {\n", (unsigned)MPCC_CUDA_BLOCK);
-	if (mpcc_cuda_generic_body(e, st))
-		return e->st;
-	mpcc_cuda_put(e->o, "\treturn;\n\t}\n");
+	e->acc = false;
+	mpcc_cuda_clear_region(e);
+	mpcc_cuda_put(e->o, "\t{\n");
 	if (blk) {
 		mpcc_cuda_put(e->o, "\t__shared__ %s sv[%d];\n", ty, WARPS);
 		if (f.pair)
 			mpcc_cuda_put(e->o, "\t__shared__ long long si[%d];\n", WARPS);
-		mpcc_cuda_put(e->o,
-		              "\tconst unsigned lane = threadIdx.x & 31u;\n"
-		              "\tfor (long long p = blockIdx.x; p < %lldLL; p += gridDim.x) {\n",
-		              np);
-	} else {
-		mpcc_cuda_put(
-		    e->o,
-		    "\tconst unsigned lane = threadIdx.x & 31u;\n"
-		    "\tfor (long long p = (long long)blockIdx.x * %d + (threadIdx.x >> 5);"
-		    " p < %lldLL;\n\t     p += (long long)gridDim.x * %d) {\n",
-		    WARPS, np, WARPS);
 	}
-	memset(e->vars, 0, sizeof(e->vars));
-	e->acc = false;
-	mpcc_cuda_clear_region(e);
-	mpcc_cuda_decode_vars(e, 0, st->n_par, st->par_ext, "p");
 	/* the partial */
 	if (mpcc_cuda_is_arg(f.r))
 		mpcc_cuda_put(e->o, "\tlong long acc = -1;\n\t%s best = (%s)0;\n", ty, ty);
@@ -404,12 +386,46 @@ mpcc_cuda_emit_reduce(emitter *e, int si)
 	for (int s = 0; s < st->n_store; s++)
 		if (mpcc_cuda_store(e, &st->store[s]))
 			return e->st;
-	mpcc_cuda_put(e->o, "\t}\n\t}\n");
+	mpcc_cuda_put(e->o, "\t}\n\t}\n\t}\n");
+	e->acc = false;
+	mpcc_cuda_clear_region(e);
+	return MPCC_OK;
+}
+
+/*
+ * The kernel: the generic body for a launch of another block size, then
+ * groups (warps or the block) looping over points; per point each lane
+ * folds its strided share, the group combines, one thread stores.
+ */
+mpcc_status
+mpcc_cuda_emit_reduce(emitter *e, int si)
+{
+	const kir_kernel *k = e->k;
+	const kir_stage *st = &k->stages[si];
+	bool blk = mpcc_cuda_reduce_mode(k, st) == MPCC_CUDA_RED_BLOCK;
+	long long np = (long long)mpcc_cuda_par_total(st);
+
+	if (mpcc_cuda_signature(e, si, false))
+		return e->st;
+	mpcc_cuda_put(e->o, "\tif (blockDim.x != %uu) {\n", (unsigned)MPCC_CUDA_BLOCK);
+	if (mpcc_cuda_generic_body(e, st))
+		return e->st;
+	mpcc_cuda_put(e->o, "\treturn;\n\t}\n\tconst unsigned lane = threadIdx.x & 31u;\n");
+	if (blk)
+		mpcc_cuda_put(e->o, "\tfor (long long p = blockIdx.x; p < %lldLL; p += gridDim.x) {\n",
+		              np);
+	else
+		mpcc_cuda_put(e->o,
+		              "\tfor (long long p = (long long)blockIdx.x * %d + (threadIdx.x >> 5);"
+		              " p < %lldLL;\n\t     p += (long long)gridDim.x * %d) {\n",
+		              WARPS, np, WARPS);
+	memset(e->vars, 0, sizeof(e->vars));
+	mpcc_cuda_decode_vars(e, 0, st->n_par, st->par_ext, "p");
+	if (mpcc_cuda_coop_point(e, st, blk))
+		return e->st;
 	if (blk)
 		mpcc_cuda_put(e->o, "\t__syncthreads();\n");
 	mpcc_cuda_put(e->o, "\t}\n}\n\n");
 	memset(e->vars, 0, sizeof(e->vars));
-	e->acc = false;
-	mpcc_cuda_clear_region(e);
 	return MPCC_OK;
 }

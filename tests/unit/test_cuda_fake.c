@@ -751,18 +751,21 @@ a_profile_times_every_launch_in_schedule_order(void **state)
 	if (mpcc_session_profile(gpu, runs, &lt, &n) != MPCC_OK)
 		fail_msg("%s", mpcc_context_last_error(cx));
 	int want = 0;
-	for (int k = 0; k < p->n_kernels; k++)
-		want += p->kernels[k]->n_stages;
+	for (int k = 0; k < p->n_kernels; k++) /* a launch per stage or row kernel */
+		for (int st = 0; st < p->kernels[k]->n_stages;
+		     st += mpcc_cuda_stage_span(p->kernels[k], st))
+			want++;
 	assert_int_equal(n, want);
 	assert_true(n > 10);
 	for (int i = 0, k = 0, st = 0; i < n; i++) {
-		while (st == p->kernels[k]->n_stages) {
+		while (st >= p->kernels[k]->n_stages) {
 			k++;
 			st = 0;
 		}
 		assert_int_equal(lt[i].kernel_index, k);
 		assert_string_equal(lt[i].kernel, p->kernels[k]->name);
-		assert_int_equal(lt[i].stage, st++);
+		assert_int_equal(lt[i].stage, st);
+		st += mpcc_cuda_stage_span(p->kernels[k], st);
 		assert_true(lt[i].grid >= 1 && lt[i].block >= 1 && lt[i].block <= 1024);
 		if (!(lt[i].min_ms > 0 && lt[i].min_ms <= lt[i].median_ms &&
 		      lt[i].median_ms <= lt[i].max_ms))

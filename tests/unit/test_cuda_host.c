@@ -179,7 +179,7 @@ cuda_source_matches_interpreter_bit_for_bit(void **state)
 	snprintf(path, sizeof(path), "%s/k.so", dir);
 	void *so = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	assert_non_null(so);
-	for (int s = 0; s < k->n_stages; s++) {
+	for (int s = 0; s < k->n_stages; s += mpcc_cuda_stage_span(k, s)) {
 		char name[96];
 		void *a[MAX_ARGS] = {0};
 		stage_fn fn;

@@ -52,8 +52,9 @@
 
 #define MAX_ARGS MPCC_EMU_MAX_ARGS
 
-enum path { P_GENERIC, P_WARP, P_BLOCK, P_VEC, P_MATRIX };
-static const char *const path_names[] = {"generic", "warp", "block", "vector", "matrix"};
+enum path { P_GENERIC, P_WARP, P_BLOCK, P_VEC, P_MATRIX, P_ROW_THREAD, P_ROW_WARP, P_ROW_BLOCK };
+static const char *const path_names[] = {"generic", "warp",       "block",    "vector",
+                                         "matrix",  "row thread", "row warp", "row block"};
 enum { RUN_FULL, RUN_ONE_BLOCK, RUN_FALLBACK, RUN_MISALIGNED };
 static const char *const run_names[] = {"", " one block", " fallback", " misaligned"};
 enum { DATA_UNIFORM, DATA_TIES, DATA_ZEROS };
@@ -73,7 +74,7 @@ typedef struct suite {
 	mpcc_lower lowers[32];
 	mpcc_graph *graphs[32];
 	int n_lowers;
-	int n_path[5];
+	int n_path[8];
 } suite;
 
 static int
@@ -83,6 +84,16 @@ path_of(const kir_kernel *k, int stage)
 
 	if (mpcc_cuda_matrix_plan(k, stage, -1, &m))
 		return P_MATRIX;
+	switch (mpcc_cuda_row_mode(k, stage)) {
+	case MPCC_CUDA_RED_GENERIC:
+		return P_ROW_THREAD;
+	case MPCC_CUDA_RED_WARP:
+		return P_ROW_WARP;
+	case MPCC_CUDA_RED_BLOCK:
+		return P_ROW_BLOCK;
+	default:
+		break;
+	}
 	switch (mpcc_cuda_reduce_mode(k, &k->stages[stage])) {
 	case MPCC_CUDA_RED_WARP:
 		return P_WARP;
@@ -105,8 +116,8 @@ add_job(suite *s, const kir_kernel *k, int stage, int run, int data, bool ints, 
 	}
 	j = &s->jobs[s->n];
 	j->k = *k;
-	j->k.stages = &k->stages[stage];
-	j->k.n_stages = 1;
+	j->k.stages = &k->stages[stage]; /* the stage, or the row kernel it starts */
+	j->k.n_stages = mpcc_cuda_stage_span(k, stage);
 	j->k.cover = NULL;
 	j->k.n_cover = 0;
 	snprintf(j->k.name, sizeof(j->k.name), "j%d", s->n);
@@ -135,9 +146,18 @@ add_stage_runs(suite *s, const kir_kernel *k, int stage, bool ints, const char *
 	if (p == P_GENERIC && !ints)
 		return; /* the generic body of a graph: test_cuda_matrix and test_cuda_host cover it
 		         */
+	if (!ints && (p == P_ROW_THREAD || p == P_ROW_WARP || p == P_ROW_BLOCK)) {
+		/* a graph's row kernel (the LSTM has dozens, each launching up to 16
+		 * emulated blocks of 256 threads): ties on one block, which loops
+		 * over every row, and the fallback launch; the pinned row kernels
+		 * take every run */
+		add_job(s, k, stage, RUN_ONE_BLOCK, DATA_TIES, ints, what);
+		add_job(s, k, stage, RUN_FALLBACK, DATA_TIES, ints, what);
+		return;
+	}
 	add_job(s, k, stage, RUN_FULL, DATA_TIES, ints, what);
 	add_job(s, k, stage, RUN_ONE_BLOCK, DATA_TIES, ints, what);
-	if (p == P_WARP || p == P_BLOCK)
+	if (p == P_WARP || p == P_BLOCK || p == P_ROW_WARP || p == P_ROW_BLOCK)
 		add_job(s, k, stage, RUN_FULL, DATA_ZEROS, ints, what);
 	add_job(s, k, stage, RUN_FALLBACK, DATA_TIES, ints, what);
 	add_job(s, k, stage, RUN_MISALIGNED, DATA_UNIFORM, ints, what);
@@ -268,6 +288,43 @@ mixed_kernel(suite *s, const char *name, mpcc_dtype hw, int64_t rows, int64_t co
 	return k;
 }
 
+/*
+ * Two stages over rows of x [rows, cols] (row kernels, emit_row.c):
+ * m[p] = red_r x[p, r]; y[p, r] = x[p, r] - m[p], or - m[rows - 1 - p]
+ * with `mirrored` (another row's statistic: no row kernel). With `global`
+ * the statistic is one value over all of x (no row dims: one row).
+ */
+static kir_kernel *
+row_pair_kernel(suite *s, const char *name, kir_red red, int64_t rows, int64_t cols,
+                bool mirrored, bool global)
+{
+	kir_kernel *k = kir_kernel_create(name);
+	int64_t ext[2] = {rows, cols};
+	int x = kir_buf_add(k, MPCC_DTYPE_F32, KIR_BUF_PARAM, 0, rows * cols);
+	int m = kir_buf_add(k, MPCC_DTYPE_F32, KIR_BUF_PARAM, 1, global ? 1 : rows);
+	int y = kir_buf_add(k, MPCC_DTYPE_F32, KIR_BUF_PARAM, 2, rows * cols);
+	/* stage 0's vars: row, then column (a reduction var; both are with global) */
+	int32_t i0 = kir_iadd(k, kir_imul(k, kir_var(k, 0), cols), kir_var(k, 1));
+	int32_t i1 = kir_iadd(k, kir_imul(k, kir_var(k, 0), cols), kir_var(k, 1));
+	int32_t mi = global     ? kir_iconst(k, 0)
+	             : mirrored ? kir_iadd(k, kir_imul(k, kir_var(k, 0), -1), kir_iconst(k, rows - 1))
+	                        : kir_var(k, 0);
+	kir_stage *st;
+
+	if (global)
+		st = kir_stage_add(k, 0, NULL, 2, ext, red, MPCC_DTYPE_F32, kir_load(k, x, i0));
+	else
+		st = kir_stage_add(k, 1, ext, 1, &cols, red, MPCC_DTYPE_F32, kir_load(k, x, i0));
+	kir_stage_store(k, st, m, global ? kir_iconst(k, 0) : kir_var(k, 0),
+	                kir_acc(k, MPCC_DTYPE_F32));
+	st = kir_stage_add(k, 2, ext, 0, NULL, KIR_RED_NONE, MPCC_DTYPE_UNDEF, -1);
+	kir_stage_store(k, st, y, i1,
+	                kir_binary(k, KIR_SUB, kir_load(k, x, i1), kir_load(k, m, mi)));
+	assert_true(kir_kernel_ok(k));
+	s->owned[s->n_owned++] = k;
+	return k;
+}
+
 /* ---------------------------------------------------------------- graphs */
 
 static int32_t
@@ -341,7 +398,8 @@ add_lowered(suite *s, mpcc_graph *g, mpcc_precision p, const char *what)
 		fail_msg("%s: %s", what, d.msg);
 	s->graphs[s->n_lowers++] = g;
 	for (int i = 0; i < lx->n_kernels; i++) {
-		for (int st = 0; st < lx->kernels[i]->n_stages; st++) {
+		for (int st = 0; st < lx->kernels[i]->n_stages;
+		     st += mpcc_cuda_stage_span(lx->kernels[i], st)) {
 			int p = path_of(lx->kernels[i], st);
 
 			if (p != P_GENERIC && p != P_MATRIX)
@@ -424,27 +482,44 @@ typedef struct emu {
 	mpcc_emu_count_fn vectors, shuffles;
 } emu;
 
-/* Whether the stage's stored results may differ from the sequential fold
- * by rounding: a float SUM/PROD folded cooperatively. */
+/* Whether the job's stored results may differ from the sequential fold
+ * by rounding: a float SUM/PROD folded cooperatively (in a row kernel, the
+ * later stages then compute from the reassociated statistic). */
 static bool
 reassociated(const job *j, unsigned block)
 {
-	const kir_stage *st = &j->k.stages[0];
+	bool coop = j->path == P_WARP || j->path == P_BLOCK || j->path == P_ROW_WARP ||
+	            j->path == P_ROW_BLOCK;
 
-	return (j->path == P_WARP || j->path == P_BLOCK) && block == MPCC_CUDA_BLOCK &&
-	       (st->red_op == KIR_RED_SUM || st->red_op == KIR_RED_PROD) && is_float(st->acc_dtype);
+	for (int s = 0; coop && block == MPCC_CUDA_BLOCK && s < j->k.n_stages; s++) {
+		const kir_stage *st = &j->k.stages[s];
+
+		if ((st->red_op == KIR_RED_SUM || st->red_op == KIR_RED_PROD) &&
+		    is_float(st->acc_dtype))
+			return true;
+	}
+	return false;
 }
 
+/* n: the longest reduction of the job. */
 static double
 tolerance(const job *j, mpcc_dtype t, double want)
 {
-	const kir_stage *st = &j->k.stages[0];
 	double n = 1, ulp = t == MPCC_DTYPE_F16 ? 0x1p-10 : t == MPCC_DTYPE_BF16 ? 0x1p-7 : 0;
 
-	for (int r = 0; r < st->n_red; r++)
-		n *= (double)st->red_ext[r];
+	for (int s = 0; s < j->k.n_stages; s++) {
+		const kir_stage *st = &j->k.stages[s];
+		double m = 1;
+
+		for (int r = 0; r < st->n_red; r++)
+			m *= (double)st->red_ext[r];
+		n = m > n ? m : n;
+	}
 	return ulp * fabs(want) + n * 0x1p-23 * (fabs(want) + 1.0);
 }
+
+/* The largest |got - want| / tolerance met in a suite (reported). */
+static double worst_ratio;
 
 /* Runs job j through the emulator; returns the number of problems. */
 static int
@@ -508,12 +583,20 @@ run_job(const emu *em, const job *j)
 		print_message("%s: %ld 16-byte accesses\n", j->label, vec);
 		bad++;
 	}
-	if ((j->path == P_WARP || j->path == P_BLOCK) && (j->run == RUN_FALLBACK) != (shfl == 0)) {
+	if ((j->path == P_WARP || j->path == P_BLOCK || j->path == P_ROW_WARP ||
+	     j->path == P_ROW_BLOCK)
+	        ? (j->run == RUN_FALLBACK) != (shfl == 0)
+	        : shfl != 0) {
 		print_message("%s: %ld shuffles\n", j->label, shfl);
 		bad++;
 	}
-	for (int s = 0; s < st->n_store && !bad; s++) {
-		int b = st->store[s].buf;
+	for (int s = 0; s < j->k.n_stages * KIR_MAX_STORES && !bad; s++) {
+		const kir_stage *so = &j->k.stages[s / KIR_MAX_STORES];
+		int b;
+
+		if (s % KIR_MAX_STORES >= so->n_store)
+			continue;
+		b = so->store[s % KIR_MAX_STORES].buf;
 		mpcc_dtype t = k->bufs[b].dtype;
 		size_t es = mpcc_dtype_size(t);
 
@@ -525,6 +608,10 @@ run_job(const emu *em, const job *j)
 			          (is_float(t) && isnan(xv) && isnan(yv)) ||
 			          (tol && is_float(t) && fabs(xv - yv) <= tolerance(j, t, yv));
 
+			if (tol && is_float(t) && !isnan(xv) && xv != yv) {
+				double r = fabs(xv - yv) / tolerance(j, t, yv);
+				worst_ratio = r > worst_ratio ? r : worst_ratio;
+			}
 			if (!ok && bad++ < 5)
 				print_message(
 				    "%s (%s): buffer %d element %lld is %.9g, want %.9g\n",
@@ -566,6 +653,7 @@ run_suite(suite *s, const char *title)
 	*(void **)&em.vectors = dlsym(em.so, "mpcc_emu_vector_accesses");
 	*(void **)&em.shuffles = dlsym(em.so, "mpcc_emu_shuffles");
 	assert_true(em.launch && em.vectors && em.shuffles);
+	worst_ratio = 0;
 	for (int i = 0; i < s->n; i++) {
 		int bad = run_job(&em, &s->jobs[i]);
 
@@ -573,9 +661,12 @@ run_suite(suite *s, const char *title)
 			print_message("FAIL %s: %d problems\n", s->jobs[i].label, bad);
 		failures += bad > 0;
 	}
-	printf("%s: %d launches of %d warp, %d block, %d vector and %d generic stages, %d failed\n",
+	printf("%s: %d launches of %d warp, %d block, %d vector and %d generic stages and %d "
+	       "thread, %d warp and %d block row kernels, %d failed\n",
 	       title, s->n, s->n_path[P_WARP], s->n_path[P_BLOCK], s->n_path[P_VEC],
-	       s->n_path[P_GENERIC], failures);
+	       s->n_path[P_GENERIC], s->n_path[P_ROW_THREAD], s->n_path[P_ROW_WARP],
+	       s->n_path[P_ROW_BLOCK], failures);
+	printf("%s: largest reassociation error %.3g of its tolerance\n", title, worst_ratio);
 	mpcc_emu_close(em.so, dir, failures != 0);
 	return failures;
 }
@@ -684,6 +775,17 @@ pinned_kernels_take_their_path_and_match_interpreter(void **state)
 	 * remainder that wraps inside a row (flat % 20 over rows of 40) */
 	add_pinned(&s, elementwise_kernel(&s, "ew_ragged", MPCC_DTYPE_F32, 7, 30, 0), P_GENERIC);
 	add_pinned(&s, elementwise_kernel(&s, "ew_wraps", MPCC_DTYPE_F32, 6, 40, 20), P_GENERIC);
+	add_pinned(&s, row_pair_kernel(&s, "row_thread", KIR_RED_MAX, 40, 8, false, false),
+	           P_ROW_THREAD);
+	add_pinned(&s, row_pair_kernel(&s, "row_warp", KIR_RED_SUM, 12, 100, false, false),
+	           P_ROW_WARP);
+	add_pinned(&s, row_pair_kernel(&s, "row_global", KIR_RED_SUM, 4, 1024, false, true),
+	           P_ROW_BLOCK);
+	assert_int_equal(mpcc_cuda_stage_span(s.owned[s.n_owned - 1], 0), 2);
+	/* another row's statistic: the stages stay apart */
+	add_pinned(&s, row_pair_kernel(&s, "row_mirror", KIR_RED_MAX, 40, 8, true, false),
+	           P_GENERIC);
+	assert_int_equal(mpcc_cuda_stage_span(s.owned[s.n_owned - 1], 0), 1);
 	/* rows of 24 bytes-and-f32 points: a multiple of 8, not of W = 16 */
 	add_pinned(&s, mixed_kernel(&s, "mixed_ragged", MPCC_DTYPE_F16, 4, 24, true), P_GENERIC);
 	assert_int_equal(run_suite(&s, "pinned kernels"), 0);
@@ -724,7 +826,8 @@ graph_and_model_stages_match_interpreter(void **state)
 			add_lowered(&s, g, precisions[p], what);
 		}
 	}
-	assert_true(s.n_path[P_WARP] > 0 && s.n_path[P_BLOCK] > 0 && s.n_path[P_VEC] > 0);
+	assert_true(s.n_path[P_WARP] > 0 && s.n_path[P_BLOCK] > 0 && s.n_path[P_VEC] > 0 &&
+	            s.n_path[P_ROW_WARP] > 0 && s.n_path[P_ROW_BLOCK] > 0);
 	assert_int_equal(run_suite(&s, "graphs and models"), 0);
 	suite_fini(&s);
 }
