@@ -25,6 +25,15 @@ mpcc_plan_cuda_build(mpcc_plan *p, const char *spec, mpcc_diag *d)
 	                       spec);
 }
 
+mpcc_status
+mpcc_plan_cuda_describe(const mpcc_plan *p, char **out, mpcc_diag *d)
+{
+	(void)p;
+	*out = NULL;
+	return mpcc_diag_error(d, MPCC_ERR_UNSUPPORTED,
+	                       "inspect --cuda: this mpcc was built without the CUDA toolkit");
+}
+
 static mpcc_status
 prepare(const mpcc_plan *plan, void **out_state, mpcc_diag *d)
 {

@@ -203,6 +203,13 @@ mpcc_status mpcc_cuda_targets_parse(const char *spec, mpcc_cuda_target *out, int
 mpcc_status mpcc_plan_cuda_build(mpcc_plan *p, const char *spec, mpcc_diag *d);
 
 /*
+ * The cuda backend's launches for p, one line each: "kernel K stage S:
+ * <path>; grid G x B threads" (S a range for a row kernel), malloc'd into
+ * *out. MPCC_ERR_UNSUPPORTED in a build without the CUDA toolkit.
+ */
+mpcc_status mpcc_plan_cuda_describe(const mpcc_plan *p, char **out, mpcc_diag *d);
+
+/*
  * Whether an image runs on a device of compute capability device_arch
  * (major * 10 + minor): a cubin for sm_XY on the same major with minor
  * >= Y (sm_80 on 8.0, 8.6, 8.9; sm_90 on 9.0 only), PTX for compute_XY on

@@ -14,6 +14,7 @@
  * be started the target compiles on the calling thread instead.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,4 +153,47 @@ mpcc_plan_cuda_build(mpcc_plan *p, const char *spec, mpcc_diag *d)
 	mpcc_plan_cuda_free(c);
 	free(src);
 	return st;
+}
+
+mpcc_status
+mpcc_plan_cuda_describe(const mpcc_plan *p, char **out, mpcc_diag *d)
+{
+	size_t cap = 4096, len = 0;
+	char *text = malloc(cap), line[512];
+
+	*out = NULL;
+	if (!text)
+		return mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory");
+	text[0] = 0;
+	for (int k = 0; k < p->n_kernels; k++) {
+		const kir_kernel *kk = p->kernels[k];
+
+		for (int s = 0; s < kk->n_stages; s += mpcc_cuda_stage_span(kk, s)) {
+			char what[400];
+			int n;
+
+			mpcc_cuda_stage_describe(kk, s, what, sizeof(what));
+			n = snprintf(line, sizeof(line), "cuda launch: kernel %s stage %d: %s\n",
+			             kk->name, s, what);
+			if (n < 0)
+				continue;
+			if ((size_t)n >= sizeof(line))
+				n = (int)sizeof(line) - 1; /* truncated: a long kernel name */
+			if (len + (size_t)n + 1 > cap) {
+				char *q;
+
+				while (len + (size_t)n + 1 > cap)
+					cap *= 2;
+				if (!(q = realloc(text, cap))) {
+					free(text);
+					return mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory");
+				}
+				text = q;
+			}
+			memcpy(text + len, line, (size_t)n + 1);
+			len += (size_t)n;
+		}
+	}
+	*out = text;
+	return MPCC_OK;
 }

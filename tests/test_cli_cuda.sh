@@ -34,6 +34,24 @@ else
     fail "a build without NVRTC stored binaries"
 fi
 
+# inspect --cuda: a line per launch, naming the path each takes; the
+# transformer in bf16 has tensor-core matrix products, LayerNorm and softmax
+# as row kernels, and its elementwise stages vectorised
+"$mpcc" tests/models/transformer/model.onnx -o "$work/tr.plan" --precision bf16 --cuda-archs none
+if $with_cuda; then
+  "$mpcc" inspect "$work/tr.plan" --cuda > "$work/launches.txt"
+  grep -q '^cuda launch: kernel .*att_Softmax stage 0: row kernel of stages 0-2, a warp per row; grid [0-9]* x 256 threads$'     "$work/launches.txt" || fail "inspect --cuda: no softmax row kernel"
+  grep -q '^cuda launch: kernel .*ln1_LayerNormalization stage 0: row kernel of stages 0-2, '     "$work/launches.txt" || fail "inspect --cuda: no LayerNorm row kernel"
+  grep -q '^cuda launch: kernel .*ff1_MatMul stage 0: tiled matrix product, mma bf16 .*, tensor cores; '     "$work/launches.txt" || fail "inspect --cuda: no tensor-core matmul"
+  grep -q '^cuda launch: kernel .*Mul_1 stage 0: vectorised, 8 points a thread'     "$work/launches.txt" || fail "inspect --cuda: the bf16 elementwise stage is not vectorised"
+  ! grep -v '^cuda launch: ' "$work/launches.txt" | grep -q 'launch' || fail "inspect --cuda: stray lines"
+else
+  rc=0
+  "$mpcc" inspect "$work/tr.plan" --cuda > /dev/null 2> "$work/err.txt" || rc=$?
+  [ "$rc" = 1 ] && [ "$(cat "$work/err.txt")" = "mpcc: inspect --cuda: this mpcc was built without the CUDA toolkit" ] ||
+    fail "inspect --cuda without the toolkit: exit $rc, $(cat "$work/err.txt")"
+fi
+
 # --cuda-archs: none, a choice, and bad lists (usage errors, exit 2)
 "$mpcc" "$model" -o "$work/none.plan" --precision fp32 --cuda-archs none
 "$mpcc" inspect "$work/none.plan" | grep -q '^cuda: no GPU binaries' ||

@@ -105,7 +105,7 @@ static const char usage_run[] =
 	"  -h, --help              this text\n";
 
 static const char usage_inspect[] =
-	"usage: mpcc inspect PLAN [--kernels] [--memory] [--precision]\n"
+	"usage: mpcc inspect PLAN [--kernels] [--memory] [--precision] [--cuda]\n"
 	"Prints a plan's inputs, outputs, tensor count, weight bytes and kernels,\n"
 	"its stored GPU binaries (architecture, size); for a training step plan also\n"
 	"its recipe, state pairs and roles.\n"
@@ -114,6 +114,10 @@ static const char usage_inspect[] =
 	"                          intermediates) against the sum of all intermediates,\n"
 	"                          and the bytes the kernels move per run\n"
 	"  --precision             also print the precision table (as --dump-precision)\n"
+	"  --cuda                  also print each launch of the cuda backend: the\n"
+	"                          stages it runs, its path (tiled matrix product on\n"
+	"                          tensor cores, row kernel, cooperative reduction,\n"
+	"                          vectorised, one thread per point) and its grid\n"
 	"  -h, --help              this text\n";
 
 static const char usage_explain[] =
@@ -126,7 +130,7 @@ static const char usage_explain[] =
 static const char usage_top[] =
 	"usage: mpcc MODEL.onnx -o PLAN [options]     compile a model\n"
 	"       mpcc run PLAN --input NAME=FILE.npy ... --output-dir DIR [options]\n"
-	"       mpcc inspect PLAN [--kernels] [--memory] [--precision]\n"
+	"       mpcc inspect PLAN [--kernels] [--memory] [--precision] [--cuda]\n"
 	"       mpcc explain PLAN NODE\n"
 	"       mpcc train PLAN --data FILE.npz --epochs N --batch B [options]\n"
 	"       mpcc export PLAN [--checkpoint CKPT] -o MODEL.onnx\n"
@@ -906,7 +910,7 @@ static int
 cmd_inspect(int argc, char **argv)
 {
 	const char *plan_path = NULL;
-	bool kernels = false, memory = false, precision = false;
+	bool kernels = false, memory = false, precision = false, cuda = false;
 
 	for (int i = 0; i < argc; i++) {
 		if (is_help(argv[i])) {
@@ -918,6 +922,8 @@ cmd_inspect(int argc, char **argv)
 			kernels = true;
 		} else if (strcmp(argv[i], "--memory") == 0) {
 			memory = true;
+		} else if (strcmp(argv[i], "--cuda") == 0) {
+			cuda = true;
 		} else if (argv[i][0] == '-') {
 			return usage_error(usage_inspect, "unknown option '%s'", argv[i]);
 		} else if (!plan_path) {
@@ -959,6 +965,19 @@ cmd_inspect(int argc, char **argv)
 	if (p->train)
 		print_training(p);
 	print_cuda(p);
+	if (cuda) {
+		char *text;
+		mpcc_diag d;
+
+		mpcc_diag_init(&d);
+		if (mpcc_plan_cuda_describe(p, &text, &d) != MPCC_OK) {
+			mpcc_plan_destroy(p);
+			mpcc_context_destroy(cx);
+			return mpcc_cli_fail("%s", d.msg);
+		}
+		fputs(text, stdout);
+		free(text);
+	}
 	if (memory) {
 		mpcc_memplan mp;
 		if (mpcc_memplan_build(p, &mp) != MPCC_OK) {

@@ -141,6 +141,45 @@ mpcc_cuda_stage_launch(const kir_kernel *k, int stage, unsigned *grid, unsigned 
 	*grid = blocks < 1 ? 1 : blocks > 65535 ? 65535 : (unsigned)blocks;
 }
 
+void
+mpcc_cuda_stage_describe(const kir_kernel *k, int stage, char *buf, size_t n)
+{
+	const kir_stage *st = &k->stages[stage];
+	int span = mpcc_cuda_stage_span(k, stage), w;
+	unsigned grid, block;
+	mpcc_cuda_matrix m;
+	char what[192];
+
+	if (mpcc_cuda_matrix_plan(k, stage, -1, &m)) {
+		char d[160];
+
+		mpcc_cuda_matrix_describe(&m, d, sizeof(d));
+		snprintf(what, sizeof(what), "tiled matrix product, %s%s", d,
+		         m.kind == MPCC_CUDA_MX_MMA ? ", tensor cores" : "");
+	} else if (span > 1) {
+		int mode = mpcc_cuda_row_mode(k, stage);
+
+		snprintf(what, sizeof(what), "row kernel of stages %d-%d, %s per row", stage,
+		         stage + span - 1,
+		         mode == MPCC_CUDA_RED_BLOCK  ? "a block"
+		         : mode == MPCC_CUDA_RED_WARP ? "a warp"
+		                                      : "a thread");
+	} else if (st->serial) {
+		snprintf(what, sizeof(what), "serial, one thread in order");
+	} else if (mpcc_cuda_reduce_mode(k, st) == MPCC_CUDA_RED_WARP) {
+		snprintf(what, sizeof(what), "cooperative reduction, a warp per point");
+	} else if (mpcc_cuda_reduce_mode(k, st) == MPCC_CUDA_RED_BLOCK) {
+		snprintf(what, sizeof(what), "cooperative reduction, a block per point");
+	} else if ((w = mpcc_cuda_vec_width(k, st)) > 1) {
+		snprintf(what, sizeof(what), "vectorised, %d points a thread in 16-byte accesses", w);
+	} else {
+		snprintf(what, sizeof(what), "%s, a thread per point",
+		         st->red_op != KIR_RED_NONE ? "sequential reduction" : "elementwise");
+	}
+	mpcc_cuda_stage_launch(k, stage, &grid, &block);
+	snprintf(buf, n, "%s; grid %u x %u threads", what, grid, block);
+}
+
 /* ---------------------------------------------------------------- types */
 
 static bool

@@ -84,6 +84,10 @@ bool mpcc_cuda_row_launch(const kir_kernel *k, int stage, unsigned *grid, unsign
  * cooperative ones then run their generic body), only slower. */
 void mpcc_cuda_stage_launch(const kir_kernel *k, int stage, unsigned *grid, unsigned *block);
 
+/* One line on how the launch of stage s runs (its path and grid), for
+ * `mpcc inspect --cuda`; s starts a launch (see mpcc_cuda_stage_span). */
+void mpcc_cuda_stage_describe(const kir_kernel *k, int stage, char *buf, size_t n);
+
 /* How a non-matrix stage is printed (emit_reduce.c and emit_vec.c state the
  * rules): one point per thread, a warp per point, a block per point. */
 typedef enum mpcc_cuda_red_mode {

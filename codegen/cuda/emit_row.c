@@ -293,58 +293,36 @@ end_stage(emitter *e, int np)
 	mpcc_cuda_clear_region(e);
 }
 
-/* The thread form: each thread runs its rows' stages in order. */
+/*
+ * The rows loop of one form: GENERIC a thread per row running each stage's
+ * generic point body, WARP or BLOCK a group per row (reductions folded
+ * cooperatively, elementwise points lane-strided, a barrier after each
+ * stage).
+ */
 static mpcc_status
-thread_body(emitter *e, const row_plan *p, int first)
+row_body(emitter *e, const row_plan *p, int first, mpcc_cuda_red_mode form)
 {
 	const kir_kernel *k = e->k;
+	bool blk = form == MPCC_CUDA_RED_BLOCK, coop = form != MPCC_CUDA_RED_GENERIC;
+	const char *me = blk ? "threadIdx.x" : coop ? "lane" : "0";
+	const char *step = blk ? "blockDim.x" : coop ? "32" : "1";
 
 	memset(e->vars, 0, sizeof(e->vars));
-	mpcc_cuda_put(e->o,
-	              "\tfor (long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x; "
-	              "p < %lldLL;\n\t     p += (long long)gridDim.x * blockDim.x) {\n",
-	              (long long)p->rows);
-	mpcc_cuda_decode_vars(e, 0, p->np, k->stages[first].par_ext, "p");
-	for (int s = first; s < first + p->n; s++) {
-		const kir_stage *st = &k->stages[s];
-		int own = st->n_par - p->np;
-
-		end_stage(e, p->np);
-		mpcc_cuda_put(e->o, "\t/* stage %d */\n", s);
-		if (own > 0) {
-			mpcc_cuda_put(e->o, "\tfor (long long q = 0; q < %lldLL; q++) {\n",
-			              (long long)row_len(st, p->np));
-			mpcc_cuda_decode_vars(e, p->np, own, st->par_ext + p->np, "q");
-		}
-		if (mpcc_cuda_point_body(e, st))
-			return e->st;
-		if (own > 0)
-			mpcc_cuda_put(e->o, "\t}\n");
-	}
-	end_stage(e, 0);
-	mpcc_cuda_put(e->o, "\t}\n");
-	memset(e->vars, 0, sizeof(e->vars));
-	return MPCC_OK;
-}
-
-/* The cooperative form: a warp (blk: the block) per row. */
-static mpcc_status
-group_body(emitter *e, const row_plan *p, int first)
-{
-	const kir_kernel *k = e->k;
-	bool blk = p->mode == MPCC_CUDA_RED_BLOCK;
-	const char *me = blk ? "threadIdx.x" : "lane", *step = blk ? "blockDim.x" : "32";
-
-	memset(e->vars, 0, sizeof(e->vars));
-	mpcc_cuda_put(e->o, "\tconst unsigned lane = threadIdx.x & 31u;\n");
+	if (coop)
+		mpcc_cuda_put(e->o, "\tconst unsigned lane = threadIdx.x & 31u;\n");
 	if (blk)
 		mpcc_cuda_put(e->o, "\tfor (long long p = blockIdx.x; p < %lldLL; p += gridDim.x) {\n",
 		              (long long)p->rows);
-	else
+	else if (coop)
 		mpcc_cuda_put(e->o,
 		              "\tfor (long long p = (long long)blockIdx.x * %d + (threadIdx.x >> 5);"
 		              " p < %lldLL;\n\t     p += (long long)gridDim.x * %d) {\n",
 		              WARPS, (long long)p->rows, WARPS);
+	else
+		mpcc_cuda_put(e->o,
+		              "\tfor (long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x; "
+		              "p < %lldLL;\n\t     p += (long long)gridDim.x * blockDim.x) {\n",
+		              (long long)p->rows);
 	mpcc_cuda_decode_vars(e, 0, p->np, k->stages[first].par_ext, "p");
 	for (int s = first; s < first + p->n; s++) {
 		const kir_stage *st = &k->stages[s];
@@ -352,7 +330,7 @@ group_body(emitter *e, const row_plan *p, int first)
 
 		end_stage(e, p->np);
 		mpcc_cuda_put(e->o, "\t/* stage %d */\n", s);
-		if (kir_stage_reduces(st)) {
+		if (coop && kir_stage_reduces(st)) {
 			if (mpcc_cuda_coop_point(e, st, blk))
 				return e->st;
 		} else if (own > 0) {
@@ -363,14 +341,17 @@ group_body(emitter *e, const row_plan *p, int first)
 				return e->st;
 			mpcc_cuda_put(e->o, "\t}\n");
 		} else {
-			mpcc_cuda_put(e->o, "\tif (%s == 0u) {\n", me);
+			if (coop)
+				mpcc_cuda_put(e->o, "\tif (%s == 0u) {\n", me);
 			if (mpcc_cuda_point_body(e, st))
 				return e->st;
-			mpcc_cuda_put(e->o, "\t}\n");
+			if (coop)
+				mpcc_cuda_put(e->o, "\t}\n");
 		}
 		/* this stage's writes before the next stage's reads (and, in a
 		 * block, before the next row reuses the shared partials) */
-		mpcc_cuda_put(e->o, "\t%s;\n", blk ? "__syncthreads()" : "__syncwarp()");
+		if (coop)
+			mpcc_cuda_put(e->o, "\t%s;\n", blk ? "__syncthreads()" : "__syncwarp()");
 	}
 	end_stage(e, 0);
 	mpcc_cuda_put(e->o, "\t}\n");
@@ -395,11 +376,11 @@ mpcc_cuda_emit_row(emitter *e, int first)
 	                                             : "a thread");
 	if (p.mode != MPCC_CUDA_RED_GENERIC)
 		mpcc_cuda_put(e->o, "\tif (blockDim.x != %uu) {\n", (unsigned)MPCC_CUDA_BLOCK);
-	if (thread_body(e, &p, first))
+	if (row_body(e, &p, first, MPCC_CUDA_RED_GENERIC))
 		return e->st;
 	if (p.mode != MPCC_CUDA_RED_GENERIC) {
 		mpcc_cuda_put(e->o, "\treturn;\n\t}\n");
-		if (group_body(e, &p, first))
+		if (row_body(e, &p, first, p.mode))
 			return e->st;
 	}
 	mpcc_cuda_put(e->o, "}\n\n");

@@ -84,29 +84,67 @@ mark_needed(const kir_kernel *k, const kir_stage *st, uint8_t *need)
 	return true;
 }
 
-/* An index as c0 + sum coef[v] * var v over the parallel vars. */
+/* An index as c0 + sum coef[v] * var v over the parallel vars, plus, when
+ * opaque, terms that are no affine function but do not depend on the
+ * innermost var (a gathered row's offset). */
 typedef struct aff {
 	int64_t c0, coef[KIR_MAX_DIMS];
+	bool opaque;
 } aff;
+
+static bool affine(const kir_kernel *k, const kir_stage *st, int32_t x, struct aff *out,
+                   int *budget);
+
+/* Whether expression x has one value along the innermost parallel var:
+ * an I64 index affine with innermost coefficient 0 (opaque terms
+ * included), or any other expression whose operands all are. */
+static bool
+inner_free(const kir_kernel *k, const kir_stage *st, int32_t x, int *budget)
+{
+	const kir_expr *e;
+	int32_t ops[3];
+	unsigned m;
+	aff a;
+
+	if (x < 0 || x >= k->n_exprs || --*budget < 0)
+		return false;
+	e = &k->exprs[x];
+	if (e->dtype == MPCC_DTYPE_I64)
+		return affine(k, st, x, &a, budget) && a.coef[st->n_par - 1] == 0;
+	if (e->op == KIR_VAR || e->op == KIR_ACC)
+		return false;
+	ops[0] = e->a;
+	ops[1] = e->b;
+	ops[2] = e->c;
+	m = kir_operand_mask(e);
+	for (int j = 0; j < 3; j++)
+		if ((m & (1u << j)) && (ops[j] >= x || !inner_free(k, st, ops[j], budget)))
+			return false;
+	return true;
+}
 
 /*
  * Index x of stage st in affine form, when it is built from I64 constants,
  * parallel vars, +, -, products with a constant, and division or
- * remainder by a positive constant c that only splits off the innermost
- * var: every coefficient and c0 non-negative, every coefficient but the
- * innermost a multiple of c, and (c0 mod c) + coef_in (ext_in - 1) < c.
- * Then x mod c = (c0 mod c) + coef_in v_in and x / c = c0 / c + sum over
- * the other vars of (coef_v / c) v, exactly (all terms are non-negative,
- * so truncation is floor). That is how fusion's flat-index broadcasts
- * (flat % n, flat / n) read, and kir_affine alone rejects them. budget
- * bounds the walk over shared subtrees.
+ * remainder by a positive constant c of an affine x that splits exactly:
+ * every coefficient and c0 non-negative and, writing coef_v = c q_v + r_v,
+ * (c0 mod c) + sum_v r_v (ext_v - 1) < c. Then x mod c = (c0 mod c) +
+ * sum_v r_v v and x / c = c0 / c + sum_v q_v v, exactly (all terms are
+ * non-negative, so truncation is floor). That is how fusion's flat-index
+ * broadcasts and reshapes read (flat % n, flat / n % m), and kir_affine
+ * alone rejects them. Any other I64 expression that does not read the
+ * innermost var (a loaded index, a clamp) is an opaque term, allowed under
+ * + and - and a constant factor but not under / or %: the innermost
+ * coefficient stays exact, which is all a vector access needs (a row
+ * gather, table[idx[i] * n + j], reads j contiguously). budget bounds the
+ * walk over shared subtrees.
  */
 static bool
 affine(const kir_kernel *k, const kir_stage *st, int32_t x, aff *out, int *budget)
 {
 	const kir_expr *e;
 	aff a, b;
-	int n = st->n_par, in = st->n_par - 1;
+	int n = st->n_par;
 
 	if (x < 0 || x >= k->n_exprs || --*budget < 0)
 		return false;
@@ -132,6 +170,7 @@ affine(const kir_kernel *k, const kir_stage *st, int32_t x, aff *out, int *budge
 			        ? __builtin_add_overflow(a.coef[v], b.coef[v], &out->coef[v])
 			        : __builtin_sub_overflow(a.coef[v], b.coef[v], &out->coef[v]))
 				return false;
+		out->opaque = a.opaque || b.opaque;
 		return e->op == KIR_ADD ? !__builtin_add_overflow(a.c0, b.c0, &out->c0)
 		                        : !__builtin_sub_overflow(a.c0, b.c0, &out->c0);
 	case KIR_MUL: {
@@ -140,6 +179,8 @@ affine(const kir_kernel *k, const kir_stage *st, int32_t x, aff *out, int *budge
 
 		if (!affine(k, st, e->a, &a, budget) || !affine(k, st, e->b, &b, budget))
 			return false;
+		ka = !a.opaque;
+		kb = !b.opaque;
 		for (int v = 0; v < n; v++) {
 			ka = ka && a.coef[v] == 0;
 			kb = kb && b.coef[v] == 0;
@@ -155,37 +196,50 @@ affine(const kir_kernel *k, const kir_stage *st, int32_t x, aff *out, int *budge
 		for (int v = 0; v < n; v++)
 			if (__builtin_mul_overflow(a.coef[v], c, &out->coef[v]))
 				return false;
+		out->opaque = a.opaque;
 		return !__builtin_mul_overflow(a.c0, c, &out->c0);
 	}
 	case KIR_DIV:
 	case KIR_REM: {
-		int64_t c, lo;
-		if (!affine(k, st, e->a, &a, budget) || !affine(k, st, e->b, &b, budget))
+		int64_t c, lo = 0, t;
+
+		if (!affine(k, st, e->a, &a, budget) || !affine(k, st, e->b, &b, budget) ||
+		    a.opaque || b.opaque)
 			return false;
 		for (int v = 0; v < n; v++)
 			if (b.coef[v])
 				return false;
 		c = b.c0;
-		if (c <= 0 || a.c0 < 0 || a.coef[in] < 0)
+		if (c <= 0 || a.c0 < 0)
 			return false;
-		for (int v = 0; v < in; v++)
-			if (a.coef[v] < 0 || a.coef[v] % c)
+		/* coef_v = c q_v + r_v: the r_v v terms must stay below c together */
+		for (int v = 0; v < n; v++) {
+			if (a.coef[v] < 0 ||
+			    __builtin_mul_overflow(a.coef[v] % c, st->par_ext[v] - 1, &t) ||
+			    __builtin_add_overflow(lo, t, &lo))
 				return false;
-		if (__builtin_mul_overflow(a.coef[in], st->par_ext[in] - 1, &lo) ||
-		    __builtin_add_overflow(lo, a.c0 % c, &lo) || lo >= c)
-			return false;
-		if (e->op == KIR_REM) {
-			out->c0 = a.c0 % c;
-			out->coef[in] = a.coef[in];
-		} else {
-			out->c0 = a.c0 / c;
-			for (int v = 0; v < in; v++)
-				out->coef[v] = a.coef[v] / c;
 		}
+		if (__builtin_add_overflow(lo, a.c0 % c, &lo) || lo >= c)
+			return false;
+		for (int v = 0; v < n; v++)
+			out->coef[v] = e->op == KIR_REM ? a.coef[v] % c : a.coef[v] / c;
+		out->c0 = e->op == KIR_REM ? a.c0 % c : a.c0 / c;
 		return true;
 	}
-	default:
-		return false;
+	default: {
+		/* zero coefficients: exact for the innermost var when the operands
+		 * do not move along it */
+		int32_t ops[3] = {e->a, e->b, e->c};
+		unsigned m = kir_operand_mask(e);
+
+		if (e->op == KIR_ACC)
+			return false;
+		for (int j = 0; j < 3; j++)
+			if ((m & (1u << j)) && (ops[j] >= x || !inner_free(k, st, ops[j], budget)))
+				return false;
+		out->opaque = true;
+		return true;
+	}
 	}
 }
 
