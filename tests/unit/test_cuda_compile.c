@@ -76,6 +76,13 @@ static int n_verbose;
 static matrix_fn matrix_fns[MAX_MATRIX];
 static int n_matrix_fns;
 
+/* Launches by path (mpcc_cuda_stage_describe's wording), chosen tiles only. */
+enum { N_PATHS = 7 };
+static const char *const path_prefix[N_PATHS] = {
+    "tiled matrix",  "row kernel", "cooperative", "vectorised", "elementwise",
+    "sequential",    "" /* serial and anything else */};
+static int n_path[N_PATHS], n_launch_stages;
+
 /*
  * Appends the CUDA source of lx's kernels to u, each kernel renamed
  * c<id>_<k>_<name> so cases can share a unit, matrix stages with tile
@@ -108,6 +115,21 @@ emit_kernels(mpcc_lower *lx, int id, int variant, unit *u, const char *what)
 			         m.kind == MPCC_CUDA_MX_MMA ? "mma" : "simt", mpcc_dtype_name(m.dtype),
 			         m.bm, m.bn, m.bk);
 			n_matrix_fns++;
+		}
+	}
+	for (int k = 0; variant < 0 && k < lx->n_kernels; k++) {
+		const kir_kernel *kk = lx->kernels[k];
+
+		for (int s = 0; s < kk->n_stages; s += mpcc_cuda_stage_span(kk, s)) {
+			char desc[400];
+			int i;
+
+			mpcc_cuda_stage_describe(kk, s, desc, sizeof(desc));
+			for (i = 0; i < N_PATHS - 1; i++)
+				if (strncmp(desc, path_prefix[i], strlen(path_prefix[i])) == 0)
+					break;
+			n_path[i]++;
+			n_launch_stages += mpcc_cuda_stage_span(kk, s);
 		}
 	}
 	if (mpcc_cuda_emit_variant(lx->kernels, lx->n_kernels, false, variant, &src, &d) != MPCC_OK)
@@ -429,6 +451,11 @@ every_kernel_compiles_for_sm80_and_sm90(void **state)
 	       "frozen inputs); %d units with resource reports, %d matrix stages\n",
 	       n_cases, n_cases - n_skipped, n_kernels, n_units, n_skipped, n_verbose,
 	       n_matrix_fns);
+	printf("launches (chosen tiles): %d matrix, %d row kernels, %d cooperative reductions, "
+	       "%d vectorised, %d elementwise and %d sequential reductions a thread per point, %d "
+	       "other; %d stages in all\n",
+	       n_path[0], n_path[1], n_path[2], n_path[3], n_path[4], n_path[5], n_path[6],
+	       n_launch_stages);
 	fflush(stdout);
 	for (int i = 0; i < 2; i++) {
 		pid[i] = fork();
