@@ -67,16 +67,6 @@ vput(sbuf *o, const char *fmt, va_list ap0)
 	o->len += (size_t)n;
 }
 
-static void __attribute__((format(printf, 2, 3)))
-put(sbuf *o, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vput(o, fmt, ap);
-	va_end(ap);
-}
-
 void
 mpcc_cuda_put(sbuf *o, const char *fmt, ...)
 {
@@ -86,6 +76,9 @@ mpcc_cuda_put(sbuf *o, const char *fmt, ...)
 	vput(o, fmt, ap);
 	va_end(ap);
 }
+
+/* This file's short name for it. */
+#define put mpcc_cuda_put
 
 mpcc_status
 mpcc_cuda_fail(emitter *e, mpcc_status st, const char *fmt, ...)
@@ -773,11 +766,21 @@ red_init(emitter *e, kir_red r, mpcc_dtype t)
 	return true;
 }
 
-/* The helpers emit_reduce.c and emit_vec.c share (emit_impl.h). */
+/* The helpers emit_reduce.c, emit_row.c and emit_vec.c share (emit_impl.h). */
 int64_t
 mpcc_cuda_par_total(const kir_stage *st)
 {
 	return par_total(st);
+}
+
+int64_t
+mpcc_cuda_red_total(const kir_stage *st)
+{
+	int64_t n = 1;
+
+	for (int i = 0; i < st->n_red; i++)
+		n *= st->red_ext[i];
+	return n;
 }
 
 bool

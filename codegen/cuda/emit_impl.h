@@ -65,8 +65,9 @@ bool mpcc_cuda_is_float(mpcc_dtype t);
 /* Prints the identity a SUM/PROD/MAX/MIN accumulator of dtype t starts at;
  * false for a dtype without a register type. */
 bool mpcc_cuda_red_init(emitter *e, kir_red r, mpcc_dtype t);
-/* Points of st's parallel domain. */
+/* Points of st's parallel domain, and of its reduction. */
 int64_t mpcc_cuda_par_total(const kir_stage *st);
+int64_t mpcc_cuda_red_total(const kir_stage *st);
 /* Whether r is one of the ARG* reductions. */
 bool mpcc_cuda_is_arg(kir_red r);
 

@@ -98,15 +98,6 @@ const char mpcc_cuda_reduce_prelude[] =
     "#endif\n"
     "\n";
 
-static int64_t
-red_total(const kir_stage *st)
-{
-	int64_t n = 1;
-
-	for (int i = 0; i < st->n_red; i++)
-		n *= st->red_ext[i];
-	return n;
-}
 
 /* The type a value of dtype t is shuffled as; NULL when it cannot be. */
 static const char *
@@ -146,7 +137,7 @@ mpcc_cuda_coop_ok(const kir_kernel *k, const kir_stage *st)
 	    st->n_red > KIR_MAX_DIMS || st->n_par < 0 || st->n_par > KIR_MAX_DIMS ||
 	    st->red_value < 0 || st->red_value >= k->n_exprs)
 		return false;
-	if (mpcc_cuda_par_total(st) < 1 || red_total(st) < 1 || kir_reads_own_stores(k, st))
+	if (mpcc_cuda_par_total(st) < 1 || mpcc_cuda_red_total(st) < 1 || kir_reads_own_stores(k, st))
 		return false;
 	vt = k->exprs[st->red_value].dtype;
 	if (mpcc_cuda_is_arg(r))
@@ -168,7 +159,7 @@ mpcc_cuda_reduce_mode(const kir_kernel *k, const kir_stage *st)
 	if (!mpcc_cuda_coop_ok(k, st))
 		return MPCC_CUDA_RED_GENERIC;
 	np = mpcc_cuda_par_total(st);
-	nr = red_total(st);
+	nr = mpcc_cuda_red_total(st);
 	if (nr < RED_MIN)
 		return MPCC_CUDA_RED_GENERIC;
 	return np < BLOCK_PAR && nr >= BLOCK_RED ? MPCC_CUDA_RED_BLOCK : MPCC_CUDA_RED_WARP;
@@ -314,7 +305,7 @@ mpcc_status
 mpcc_cuda_coop_point(emitter *e, const kir_stage *st, bool blk)
 {
 	const kir_kernel *k = e->k;
-	long long nr = (long long)red_total(st);
+	long long nr = (long long)mpcc_cuda_red_total(st);
 	red_form f;
 	const char *ty;
 

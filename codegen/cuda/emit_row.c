@@ -57,7 +57,7 @@
 #include "codegen/kir_matrix.h"
 
 enum {
-	ROW_MIN = 16,   /* shortest row loop a group of lanes shares */
+	ROW_MIN = 16,    /* shortest row loop a group of lanes shares */
 	THREAD_MAX = 64, /* longest row loop one thread runs alone */
 	BLOCK_RED = 2048,
 	BLOCK_PAR = 1024,
@@ -72,16 +72,6 @@ typedef struct row_plan {
 	int64_t rows;
 } row_plan;
 
-static int64_t
-red_len(const kir_stage *st)
-{
-	int64_t n = 1;
-
-	for (int r = 0; r < st->n_red; r++)
-		n *= st->red_ext[r];
-	return n;
-}
-
 /* The elements stage st handles per row: its reduction, or its own dims. */
 static int64_t
 row_len(const kir_stage *st, int np)
@@ -89,7 +79,7 @@ row_len(const kir_stage *st, int np)
 	int64_t n = 1;
 
 	if (kir_stage_reduces(st))
-		return red_len(st);
+		return mpcc_cuda_red_total(st);
 	for (int v = np; v < st->n_par; v++)
 		n *= st->par_ext[v];
 	return n;
@@ -311,18 +301,21 @@ row_body(emitter *e, const row_plan *p, int first, mpcc_cuda_red_mode form)
 	if (coop)
 		mpcc_cuda_put(e->o, "\tconst unsigned lane = threadIdx.x & 31u;\n");
 	if (blk)
-		mpcc_cuda_put(e->o, "\tfor (long long p = blockIdx.x; p < %lldLL; p += gridDim.x) {\n",
+		mpcc_cuda_put(e->o,
+		              "\tfor (long long p = blockIdx.x; p < %lldLL; p += gridDim.x) {\n",
 		              (long long)p->rows);
 	else if (coop)
-		mpcc_cuda_put(e->o,
-		              "\tfor (long long p = (long long)blockIdx.x * %d + (threadIdx.x >> 5);"
-		              " p < %lldLL;\n\t     p += (long long)gridDim.x * %d) {\n",
-		              WARPS, (long long)p->rows, WARPS);
+		mpcc_cuda_put(
+		    e->o,
+		    "\tfor (long long p = (long long)blockIdx.x * %d + (threadIdx.x >> 5);"
+		    " p < %lldLL;\n\t     p += (long long)gridDim.x * %d) {\n",
+		    WARPS, (long long)p->rows, WARPS);
 	else
-		mpcc_cuda_put(e->o,
-		              "\tfor (long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x; "
-		              "p < %lldLL;\n\t     p += (long long)gridDim.x * blockDim.x) {\n",
-		              (long long)p->rows);
+		mpcc_cuda_put(
+		    e->o,
+		    "\tfor (long long p = (long long)blockIdx.x * blockDim.x + threadIdx.x; "
+		    "p < %lldLL;\n\t     p += (long long)gridDim.x * blockDim.x) {\n",
+		    (long long)p->rows);
 	mpcc_cuda_decode_vars(e, 0, p->np, k->stages[first].par_ext, "p");
 	for (int s = first; s < first + p->n; s++) {
 		const kir_stage *st = &k->stages[s];
@@ -365,8 +358,9 @@ mpcc_cuda_emit_row(emitter *e, int first)
 	row_plan p;
 
 	if (!plan(e->k, first, &p))
-		return mpcc_cuda_fail(e, MPCC_ERR_INVALID, "kernel %s: stage %d starts no row kernel",
-		                      e->k->name, first);
+		return mpcc_cuda_fail(e, MPCC_ERR_INVALID,
+		                      "kernel %s: stage %d starts no row kernel", e->k->name,
+		                      first);
 	if (mpcc_cuda_signature(e, first, false))
 		return e->st;
 	mpcc_cuda_put(e->o, "\t/* row kernel: stages %d..%d, %s per row */\n", first,

@@ -718,6 +718,15 @@ suite_fini(suite *s)
 
 /* ---------------------------------------------------------------- tests */
 
+/* The vector width of stage 0 of the back-th last kernel built. */
+static int
+owned_width(const suite *s, int back)
+{
+	const kir_kernel *k = s->owned[s->n_owned - back];
+
+	return mpcc_cuda_vec_width(k, &k->stages[0]);
+}
+
 static void
 add_pinned(suite *s, kir_kernel *k, int want)
 {
@@ -802,14 +811,14 @@ pinned_kernels_take_their_path_and_match_interpreter(void **state)
 	add_pinned(&s, mixed_kernel(&s, "mixed_f16", MPCC_DTYPE_F16, 5, 24, false), P_VEC);
 	add_pinned(&s, mixed_kernel(&s, "mixed_bf16", MPCC_DTYPE_BF16, 3, 40, false), P_VEC);
 	add_pinned(&s, mixed_kernel(&s, "mixed_bytes", MPCC_DTYPE_F16, 4, 48, true), P_VEC);
-	assert_int_equal(mpcc_cuda_vec_width(s.owned[s.n_owned - 3], &s.owned[s.n_owned - 3]->stages[0]), 8);
-	assert_int_equal(mpcc_cuda_vec_width(s.owned[s.n_owned - 1], &s.owned[s.n_owned - 1]->stages[0]), 16);
+	assert_int_equal(owned_width(&s, 3), 8);
+	assert_int_equal(owned_width(&s, 1), 16);
 	/* not vectorisable: an inner extent that is no multiple of W, and a
 	 * remainder that wraps inside a row (flat % 20 over rows of 40) */
 	add_pinned(&s, elementwise_kernel(&s, "ew_ragged", MPCC_DTYPE_F32, 7, 30, 0), P_GENERIC);
 	add_pinned(&s, elementwise_kernel(&s, "ew_wraps", MPCC_DTYPE_F32, 6, 40, 20), P_GENERIC);
 	add_pinned(&s, gather_kernel(&s, "gather_rows", 9, 32, 4), P_VEC);
-	assert_int_equal(mpcc_cuda_vec_width(s.owned[s.n_owned - 1], &s.owned[s.n_owned - 1]->stages[0]), 8);
+	assert_int_equal(owned_width(&s, 1), 8);
 	add_pinned(&s, row_pair_kernel(&s, "row_thread", KIR_RED_MAX, 40, 8, false, false),
 	           P_ROW_THREAD);
 	add_pinned(&s, row_pair_kernel(&s, "row_warp", KIR_RED_SUM, 12, 100, false, false),
