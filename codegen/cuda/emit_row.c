@@ -38,7 +38,10 @@
  * and __syncwarp / __syncthreads separate the stages (they order the
  * global-memory writes of one stage before the reads of the next). Else,
  * when L < 64: a thread per row, running the stages' generic per-point
- * bodies in order. Else no row kernel. The thread form is also the body a
+ * bodies in order. Else no row kernel; none either when there are fewer
+ * than 128 rows longer than 8192 (a global softmax over a large tensor):
+ * one block per row would leave most SMs idle through the elementwise
+ * passes, which run apart on a full grid. The thread form is also the body a
  * warp or block kernel runs when launched with another block size, so any
  * launch of at most MPCC_CUDA_BLOCK threads is right.
  *
@@ -61,6 +64,8 @@ enum {
 	THREAD_MAX = 64, /* longest row loop one thread runs alone */
 	BLOCK_RED = 2048,
 	BLOCK_PAR = 1024,
+	FEW_ROWS = 128,  /* fewer rows than a large GPU has SMs (132 on an H200) */
+	LONG_ROW = 8192, /* ... each this long: the stages run apart */
 	WARPS = MPCC_CUDA_BLOCK / 32,
 	MAX_SPAN = 8,
 };
@@ -231,7 +236,10 @@ plan(const kir_kernel *k, int first, row_plan *out)
 		if (kir_stage_reduces(st) && !mpcc_cuda_coop_ok(k, st))
 			coop = false;
 	}
-	if (coop && len >= ROW_MIN)
+	if (out->rows < FEW_ROWS && len > LONG_ROW)
+		out->n = 0; /* a block a row would leave most SMs idle in the
+		             * elementwise passes, which alone get a full grid */
+	else if (coop && len >= ROW_MIN)
 		out->mode = out->rows < BLOCK_PAR && len >= BLOCK_RED ? MPCC_CUDA_RED_BLOCK
 		                                                      : MPCC_CUDA_RED_WARP;
 	else if (len < THREAD_MAX)

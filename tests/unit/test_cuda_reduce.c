@@ -854,6 +854,10 @@ pinned_kernels_take_their_path_and_match_interpreter(void **state)
 	add_pinned(&s, row_pair_kernel(&s, "row_global", KIR_RED_SUM, 4, 1024, false, true),
 	           P_ROW_BLOCK);
 	assert_int_equal(mpcc_cuda_stage_span(s.owned[s.n_owned - 1], 0), 2);
+	/* one row of 16384: a block alone would run the elementwise pass */
+	add_pinned(&s, row_pair_kernel(&s, "row_huge", KIR_RED_SUM, 8, 2048, false, true),
+	           P_BLOCK);
+	assert_int_equal(mpcc_cuda_stage_span(s.owned[s.n_owned - 1], 0), 1);
 	/* another row's statistic: the stages stay apart */
 	add_pinned(&s, row_pair_kernel(&s, "row_mirror", KIR_RED_MAX, 40, 8, true, false),
 	           P_GENERIC);
