@@ -18,10 +18,11 @@
  * SUM/PROD, whose partials are added in another order (f32/f64
  * accumulators; agreement within rounding, error of the order of the
  * sequential fold's own bound); f16/bf16 accumulators keep the generic
- * fold. Elementwise stages with unit-stride innermost accesses of one
- * element width move W = 16 / size elements per 16-byte access when the
- * addresses are aligned at run time (emit_vec.c; mpcc_cuda_vec_width);
- * each point evaluates the generic text, so they are bit-identical.
+ * fold. Elementwise stages with unit-stride innermost accesses of 1-, 2-
+ * or 4-byte elements give a thread W = 16 / (the narrowest size) points,
+ * moved in 16-byte accesses when the addresses are aligned at run time
+ * (emit_vec.c; mpcc_cuda_vec_width); each point evaluates the generic
+ * text, so they are bit-identical.
  * Consecutive stages over the same rows that depend on each other only
  * row by row (softmax, normalisations, losses) are printed as one row
  * kernel (emit_row.c; mpcc_cuda_stage_span) with the same numerics.
@@ -96,8 +97,9 @@ typedef enum mpcc_cuda_red_mode {
 	MPCC_CUDA_RED_BLOCK,
 } mpcc_cuda_red_mode;
 mpcc_cuda_red_mode mpcc_cuda_reduce_mode(const kir_kernel *k, const kir_stage *st);
-/* Points an elementwise stage's thread handles with 16-byte accesses (4 for
- * 32-bit, 8 for 16-bit elements), or 1 when the stage is not vectorised. */
+/* Points an elementwise stage's thread handles with 16-byte accesses (16 /
+ * the narrowest vector access's element size: 4, 8 or 16), or 1 when the
+ * stage is not vectorised. */
 int mpcc_cuda_vec_width(const kir_kernel *k, const kir_stage *st);
 /* The launches the two paths want; false for a stage they do not take. */
 bool mpcc_cuda_reduce_launch(const kir_kernel *k, const kir_stage *st, unsigned *grid,
