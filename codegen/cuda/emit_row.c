@@ -151,6 +151,9 @@ joins(const kir_kernel *k, int first, int t, int np, uint8_t *mark)
 			;
 		if (s == t)
 			continue; /* not the span's: written before the launch */
+		for (int u = which + 1; u < k->stages[s].n_store; u++)
+			if (k->stages[s].store[u].buf == x->a)
+				return false; /* stored twice: the other index is unchecked */
 		if (k->stages[s].n_par != np ||
 		    !row_index(k, &k->stages[s], np, k->stages[s].store[which].index, wc, &w0) ||
 		    !row_index(k, st, np, x->b, rc, &r0) || w0 != r0)
