@@ -973,18 +973,27 @@ mpcc_cuda_decode_vars(emitter *e, int first, int n, const int64_t *ext, const ch
 }
 
 mpcc_status
+mpcc_cuda_stores(emitter *e, const kir_stage *st)
+{
+	put(e->o, "\t{\n");
+	for (int s = 0; s < st->n_store; s++)
+		if (mpcc_cuda_store(e, &st->store[s]))
+			return e->st;
+	put(e->o, "\t}\n");
+	e->acc = false;
+	mpcc_cuda_clear_region(e);
+	return MPCC_OK;
+}
+
+mpcc_status
 mpcc_cuda_point_body(emitter *e, const kir_stage *st)
 {
 	put(e->o, "\t{\n");
 	if (st->red_op != KIR_RED_NONE && emit_reduction(e, st))
 		return e->st;
-	put(e->o, "\t{\n");
-	for (int s = 0; s < st->n_store; s++)
-		if (mpcc_cuda_store(e, &st->store[s]))
-			return e->st;
-	put(e->o, "\t}\n\t}\n");
-	e->acc = false;
-	mpcc_cuda_clear_region(e);
+	if (mpcc_cuda_stores(e, st))
+		return e->st;
+	put(e->o, "\t}\n");
 	return MPCC_OK;
 }
 

@@ -82,6 +82,10 @@ mpcc_status mpcc_cuda_signature(emitter *e, int si, bool one_block);
  * the function. */
 mpcc_status mpcc_cuda_generic_body(emitter *e, const kir_stage *st);
 
+/* `{ the stores of st }` (the accumulator readable if e->acc), then the
+ * region and e->acc cleared. */
+mpcc_status mpcc_cuda_stores(emitter *e, const kir_stage *st);
+
 /* One point of st, its parallel vars decoded, in a `{ }` scope: the
  * sequential reduction if any, then the stores. */
 mpcc_status mpcc_cuda_point_body(emitter *e, const kir_stage *st);

@@ -373,13 +373,9 @@ mpcc_cuda_coop_point(emitter *e, const kir_stage *st, bool blk)
 	else if (f.pair && *mpcc_cuda_round_fn(f.t))
 		mpcc_cuda_put(e->o, "\tacc = %s(acc);\n", mpcc_cuda_round_fn(f.t));
 	e->acc = true;
-	mpcc_cuda_put(e->o, "\t{\n");
-	for (int s = 0; s < st->n_store; s++)
-		if (mpcc_cuda_store(e, &st->store[s]))
-			return e->st;
-	mpcc_cuda_put(e->o, "\t}\n\t}\n\t}\n");
-	e->acc = false;
-	mpcc_cuda_clear_region(e);
+	if (mpcc_cuda_stores(e, st))
+		return e->st;
+	mpcc_cuda_put(e->o, "\t}\n\t}\n");
 	return MPCC_OK;
 }
 
