@@ -14,12 +14,12 @@
  * be started the target compiles on the calling thread instead.
  */
 #include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "codegen/cuda/emit.h"
 #include "codegen/cuda/nvrtc.h"
+#include "passes/precision_report.h"
 #include "runtime/plan.h"
 
 #define THREAD_STACK (64u << 20) /* reserved, not committed, until used */
@@ -158,42 +158,19 @@ mpcc_plan_cuda_build(mpcc_plan *p, const char *spec, mpcc_diag *d)
 mpcc_status
 mpcc_plan_cuda_describe(const mpcc_plan *p, char **out, mpcc_diag *d)
 {
-	size_t cap = 4096, len = 0;
-	char *text = malloc(cap), line[512];
+	mpcc_strbuf b = {0};
 
-	*out = NULL;
-	if (!text)
-		return mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory");
-	text[0] = 0;
 	for (int k = 0; k < p->n_kernels; k++) {
 		const kir_kernel *kk = p->kernels[k];
 
 		for (int s = 0; s < kk->n_stages; s += mpcc_cuda_stage_span(kk, s)) {
 			char what[400];
-			int n;
 
 			mpcc_cuda_stage_describe(kk, s, what, sizeof(what));
-			n = snprintf(line, sizeof(line), "cuda launch: kernel %s stage %d: %s\n",
-			             kk->name, s, what);
-			if (n < 0)
-				continue;
-			if ((size_t)n >= sizeof(line))
-				n = (int)sizeof(line) - 1; /* truncated: a long kernel name */
-			if (len + (size_t)n + 1 > cap) {
-				char *q;
-
-				while (len + (size_t)n + 1 > cap)
-					cap *= 2;
-				if (!(q = realloc(text, cap))) {
-					free(text);
-					return mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory");
-				}
-				text = q;
-			}
-			memcpy(text + len, line, (size_t)n + 1);
-			len += (size_t)n;
+			mpcc_strbuf_printf(&b, "cuda launch: kernel %s stage %d: %s\n", kk->name, s,
+			                   what);
 		}
 	}
-	*out = text;
-	return MPCC_OK;
+	*out = mpcc_strbuf_finish(&b);
+	return *out ? MPCC_OK : mpcc_diag_error(d, MPCC_ERR_NOMEM, "out of memory");
 }
